@@ -1,0 +1,33 @@
+"""The one place the ledger reads the time, so tests (freezegun) and callers can steer it."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+UTC = timezone.utc
+
+
+def now() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    """The envelope's timestamp form: ISO 8601 UTC, always microseconds, with `Z`."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an ISO 8601 time; a naive one is taken as UTC. Raises ValueError."""
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def normalize_iso(text: str) -> str:
+    """Any ISO time -> the envelope's form (so string comparison orders correctly)."""
+    return iso(parse_iso(text))
+
+
+def plus_seconds(text: str, seconds: float) -> str:
+    return iso(parse_iso(text) + timedelta(seconds=seconds))

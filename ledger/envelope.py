@@ -1,0 +1,112 @@
+"""The event envelope and the names of every event type the lifecycle records."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chain import canonical_json, envelope_text
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an event: kind is user, service, composio or system."""
+    kind: str
+    id: str
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "id": self.id}
+
+
+SYSTEM = Actor("system", "ledger")
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event decided but not yet recorded (no seq, no hash yet)."""
+    type: str
+    data: dict
+    schema: int = 1
+    occurred_at: str | None = None  # defaults to the time it is recorded
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A recorded event exactly as hashed; `hash` seals the rest."""
+    seq: int
+    stream: str
+    version: int
+    type: str
+    schema: int
+    data: dict
+    meta: dict
+    occurred_at: str
+    recorded_at: str
+    prev_hash: str
+    hash: str
+    # The exact canonical text stored for data/meta, so re-hashing never re-serialises.
+    data_json: str = field(default="", compare=False, repr=False)
+    meta_json: str = field(default="", compare=False, repr=False)
+
+    @property
+    def connection_id(self) -> str | None:
+        prefix, _, rest = self.stream.partition(":")
+        return rest if prefix == "connection" else self.data.get("connection_id")
+
+    def as_dict(self) -> dict:
+        """The export form: the hashed envelope plus its hash."""
+        return {"seq": self.seq, "stream": self.stream, "version": self.version,
+                "type": self.type, "schema": self.schema, "data": self.data, "meta": self.meta,
+                "occurred_at": self.occurred_at, "recorded_at": self.recorded_at,
+                "prev_hash": self.prev_hash, "hash": self.hash}
+
+    def to_json_line(self) -> str:
+        """One NDJSON export line, built from the stored canonical text (no re-parse)."""
+        text = self.hashed_text()
+        return text[:-1] + ',"hash":' + json.dumps(self.hash) + "}"
+
+    def hashed_text(self) -> str:
+        return envelope_text(
+            seq=self.seq, stream=self.stream, version=self.version, type=self.type,
+            schema=self.schema, data_json=self.data_json or canonical_json(self.data),
+            meta_json=self.meta_json or canonical_json(self.meta),
+            occurred_at=self.occurred_at, recorded_at=self.recorded_at, prev_hash=self.prev_hash)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Envelope":
+        return cls(seq=int(d["seq"]), stream=d["stream"], version=int(d["version"]),
+                   type=d["type"], schema=int(d["schema"]), data=d["data"], meta=d["meta"],
+                   occurred_at=d["occurred_at"], recorded_at=d["recorded_at"],
+                   prev_hash=d["prev_hash"], hash=d["hash"])
+
+
+def connection_stream(connection_id: str) -> str:
+    return f"connection:{connection_id}"
+
+
+# Event type names (past tense). Payload schema is 1 for all of them today.
+INITIATED = "connection.initiated"
+ACTIVATED = "connection.activated"
+FAILED = "connection.failed"
+EXPIRED = "connection.expired"
+OBSERVED = "connection.observed"                  # first sight of an account made elsewhere
+STATUS_OBSERVED = "connection.status_observed"    # Composio reports a status we did not record
+USED = "connection.used"
+TRIGGER_DISABLED = "connection.trigger_disabled"
+DISCONNECT_REQUESTED = "connection.disconnect_requested"
+DISCONNECT_CANCELLED = "connection.disconnect_cancelled"
+DISCONNECT_COMPLETED = "connection.disconnect_completed"
+UPSTREAM_DISABLED = "connection.upstream_disabled"
+UPSTREAM_ENABLED = "connection.upstream_enabled"
+UPSTREAM_REVOKED = "connection.upstream_revoked"
+UPSTREAM_DELETED = "connection.upstream_deleted"
+UPSTREAM_MISSING = "connection.upstream_missing"  # Composio no longer has it (deleted out of band)
+PROVIDER_ACTION_FAILED = "connection.provider_action_failed"
+PROVIDER_ACTION_DEAD_LETTERED = "connection.provider_action_dead_lettered"
+AGENT_BOUND = "agent.bound"
+AGENT_UNBOUND = "agent.unbound"
+ACCESS_DENIED = "security.access_denied"
+WEBHOOK_UNRECOGNISED = "webhook.unrecognised"
+HEAD_SIGNED = "ledger.head_signed"
+
+EVENT_TYPES = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "." in v)

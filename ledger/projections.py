@@ -1,0 +1,231 @@
+"""Projections: pure `evolve(state, envelope) -> state` functions, and replay as a fold.
+
+The store applies these same functions inside the append's transaction; rebuild and
+state_as_of apply them to the whole history. One function per projection, dispatched on the
+envelope's type with a dict. An unknown type, or anything after DISCONNECTED, changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Callable, Iterable
+
+from . import envelope as ev
+from .envelope import Envelope
+
+DISCONNECTING = "DISCONNECTING"
+DISCONNECTED = "DISCONNECTED"
+TERMINAL = frozenset({DISCONNECTED})
+COMPOSIO_STATUSES = frozenset({"INITIALIZING", "INITIATED", "ACTIVE", "INACTIVE", "FAILED", "EXPIRED", "REVOKED"})
+STATUSES = COMPOSIO_STATUSES | {DISCONNECTING, DISCONNECTED}
+# While disconnecting, these upstream states still matter for what a restore goes back to.
+_REMEMBERED_WHILE_DISCONNECTING = frozenset({"FAILED", "EXPIRED", "REVOKED"})
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """One connection as the ledger knows it. Field names are the `connections` columns."""
+    connection_id: str
+    tenant: str
+    user_id: str | None
+    toolkit: str
+    status: str
+    created_at: str
+    updated_at: str
+    status_changed_at: str
+    last_seq: int
+    previous_status: str | None = None
+    status_reason: str | None = None
+    purge_at: str | None = None
+    last_used_at: str | None = None
+
+    def row(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row) -> "ConnectionState":
+        m = row._mapping if hasattr(row, "_mapping") else row
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An agent's use of a connection. Field names are the `bindings` columns."""
+    agent_id: str
+    connection_id: str
+    tenant: str
+    bound_at: str
+    bound_by: str
+
+    def row(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row) -> "Binding":
+        m = row._mapping if hasattr(row, "_mapping") else row
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+
+Bindings = tuple  # tuple[Binding, ...] sorted by agent_id: one connection's bindings
+
+
+# --- connection state -------------------------------------------------------------------
+
+def _touch(state: ConnectionState, env: Envelope, **changes) -> ConnectionState:
+    return replace(state, updated_at=env.recorded_at, last_seq=env.seq, **changes)
+
+
+def _set_status(state: ConnectionState, env: Envelope, status: str, reason=None) -> ConnectionState:
+    """An upstream status report: late reports and reports after the end change nothing."""
+    if env.occurred_at < state.status_changed_at:
+        return state  # older than what we already know: recorded, but it does not move us back
+    if state.status == DISCONNECTING:
+        if status in _REMEMBERED_WHILE_DISCONNECTING:
+            return _touch(state, env, previous_status=status, status_reason=reason)
+        return state
+    if status == state.status and reason == state.status_reason:
+        return state
+    return _touch(state, env, status=status, status_reason=reason, status_changed_at=env.occurred_at)
+
+
+def _born(env: Envelope, status: str) -> ConnectionState:
+    d = env.data
+    return ConnectionState(
+        connection_id=env.connection_id, tenant=d.get("tenant") or d.get("user_id") or "",
+        user_id=d.get("user_id"), toolkit=d.get("toolkit") or "unknown", status=status,
+        created_at=env.occurred_at, updated_at=env.recorded_at,
+        status_changed_at=env.occurred_at, last_seq=env.seq)
+
+
+def _initiated(state, env):
+    return state if state else _born(env, env.data.get("status") or "INITIATED")
+
+
+def _observed(state, env):
+    return state if state else _born(env, env.data.get("status") or "ACTIVE")
+
+
+def _status_from_data(status: str | None = None):
+    def apply(state, env):
+        if state is None:
+            return None
+        return _set_status(state, env, status or env.data.get("status"), env.data.get("reason"))
+    return apply
+
+
+def _disconnect_requested(state, env):
+    if state is None:
+        return None
+    return _touch(state, env, status=DISCONNECTING, previous_status=env.data.get("previous_status", state.status),
+                  purge_at=env.data.get("purge_at"), status_changed_at=env.occurred_at)
+
+
+def _disconnect_cancelled(state, env):
+    if state is None or state.status != DISCONNECTING:
+        return state
+    return _touch(state, env, status=state.previous_status or "ACTIVE", previous_status=None,
+                  purge_at=None, status_changed_at=env.occurred_at)
+
+
+def _disconnected(state, env):
+    if state is None:
+        return None
+    return _touch(state, env, status=DISCONNECTED, status_changed_at=env.occurred_at,
+                  status_reason=env.data.get("reason"))
+
+
+def _used(state, env):
+    if state is None:
+        return None
+    at = env.data.get("at") or env.occurred_at
+    if state.last_used_at and at <= state.last_used_at:
+        return state
+    return _touch(state, env, last_used_at=at)
+
+
+_CONNECTION_EVOLVERS: dict[str, Callable] = {
+    ev.INITIATED: _initiated,
+    ev.OBSERVED: _observed,
+    ev.ACTIVATED: _status_from_data("ACTIVE"),
+    ev.FAILED: _status_from_data("FAILED"),
+    ev.EXPIRED: _status_from_data("EXPIRED"),
+    ev.STATUS_OBSERVED: _status_from_data(),
+    ev.DISCONNECT_REQUESTED: _disconnect_requested,
+    ev.DISCONNECT_CANCELLED: _disconnect_cancelled,
+    ev.DISCONNECT_COMPLETED: _disconnected,
+    ev.UPSTREAM_MISSING: _disconnected,
+    ev.USED: _used,
+}
+
+
+def evolve_connection(state: ConnectionState | None, env: Envelope) -> ConnectionState | None:
+    """The next state of one connection after `env` (pure)."""
+    if state is not None and state.status in TERMINAL:
+        return state
+    handler = _CONNECTION_EVOLVERS.get(env.type)
+    return handler(state, env) if handler else state
+
+
+# --- agent bindings ----------------------------------------------------------------------
+
+def evolve_bindings(state: tuple, env: Envelope, tenant: str = "") -> tuple:
+    """One connection's bindings after `env` (pure). A finished connection keeps none."""
+    if env.type == ev.AGENT_BOUND:
+        agent = env.data["agent_id"]
+        if any(b.agent_id == agent for b in state):
+            return state
+        new = Binding(agent, env.connection_id, env.data.get("tenant") or tenant,
+                      env.occurred_at, env.meta.get("actor", {}).get("id", ""))
+        return tuple(sorted(state + (new,), key=lambda b: b.agent_id))
+    if env.type == ev.AGENT_UNBOUND:
+        return tuple(b for b in state if b.agent_id != env.data["agent_id"])
+    if env.type in (ev.DISCONNECT_COMPLETED, ev.UPSTREAM_MISSING):
+        return ()
+    return state
+
+
+# --- replay --------------------------------------------------------------------------------
+
+@dataclass
+class Projection:
+    """Every projection's state in memory: what rebuild writes and state_as_of answers."""
+    connections: dict = field(default_factory=dict)   # connection_id -> ConnectionState
+    bindings: dict = field(default_factory=dict)      # connection_id -> tuple[Binding]
+
+    def apply(self, env: Envelope) -> None:
+        cid = env.connection_id
+        if cid is None:
+            return
+        before = self.connections.get(cid)
+        after = evolve_connection(before, env)
+        if after is not None:
+            self.connections[cid] = after
+        current = self.bindings.get(cid, ())
+        updated = evolve_bindings(current, env, after.tenant if after else "")
+        if updated is not current:
+            if updated:
+                self.bindings[cid] = updated
+            else:
+                self.bindings.pop(cid, None)
+
+    def connection_rows(self) -> list[dict]:
+        return [s.row() for _, s in sorted(self.connections.items())]
+
+    def binding_rows(self) -> list[dict]:
+        return [b.row() for _, bs in sorted(self.bindings.items()) for b in bs]
+
+    def as_json(self) -> dict:
+        """The state as an auditor reads it: connections with their bound agents."""
+        out = {}
+        for cid, state in sorted(self.connections.items()):
+            row = state.row()
+            row["agents"] = [b.agent_id for b in self.bindings.get(cid, ())]
+            out[cid] = row
+        return out
+
+
+def replay(envelopes: Iterable[Envelope], projection: Projection | None = None) -> Projection:
+    """Fold the history into a Projection."""
+    projection = projection or Projection()
+    for env in envelopes:
+        projection.apply(env)
+    return projection

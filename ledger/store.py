@@ -1,0 +1,380 @@
+"""EventStore: append, read, verify, rebuild. The only dialect-aware code in the ledger.
+
+Writers take turns on one lock so `seq` is gap-free and in commit order and the chain never
+forks: on PostgreSQL the single `ledger_head` row is locked (`SELECT … FOR UPDATE`); on SQLite
+every write transaction is `BEGIN IMMEDIATE` (a deferred read-then-write can fail with
+SQLITE_BUSY without waiting), entered under a process lock and an flock on a file beside the
+database, so writers in other worker processes queue instead of spinning in the busy handler.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from . import errors
+from .chain import GENESIS_HASH, ChainWalker, canonical_json, envelope_text, link
+from .envelope import Envelope, NewEvent
+from .projections import Binding, ConnectionState, Projection, evolve_bindings, evolve_connection
+from .tables import bindings, connections, events, idempotency_keys, ledger_head
+
+_EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
+               events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
+               events.c.prev_hash, events.c.hash)
+PAGE = 5000
+
+
+def normalize_url(url: str) -> str:
+    """postgres:// and postgresql:// mean psycopg 3 here."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def make_engine(url: str, **kw) -> Engine:
+    """An engine with the durability and locking settings the ledger relies on."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kw)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (pysqlite's is deferred)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        immediate = conn.get_execution_options().get("ledger_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _row_to_envelope(r) -> Envelope:
+    import json
+    return Envelope(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
+                    data=json.loads(r[5]), meta=json.loads(r[6]), occurred_at=r[7],
+                    recorded_at=r[8], prev_hash=r[9], hash=r[10], data_json=r[5], meta_json=r[6])
+
+
+@dataclass
+class WriteTxn:
+    """One serialised write transaction: appends, projection updates, outbox rows."""
+    conn: Connection
+    head_seq: int
+    head_hash: str
+    now: str
+    recorded: list = field(default_factory=list)
+    _states: dict = field(default_factory=dict)     # connection_id -> ConnectionState | None
+    _bindings: dict = field(default_factory=dict)   # connection_id -> tuple[Binding]
+    _dirty: set = field(default_factory=set)
+
+    # -- state the decisions read (cached, and written back once at the end) --
+    def connection(self, cid: str) -> ConnectionState | None:
+        if cid not in self._states:
+            row = self.conn.execute(select(connections).where(connections.c.connection_id == cid)).first()
+            self._states[cid] = ConnectionState.from_row(row) if row else None
+        return self._states[cid]
+
+    def bindings_of(self, cid: str) -> tuple:
+        if cid not in self._bindings:
+            rows = self.conn.execute(select(bindings).where(bindings.c.connection_id == cid)
+                                     .order_by(bindings.c.agent_id)).all()
+            self._bindings[cid] = tuple(Binding.from_row(r) for r in rows)
+        return self._bindings[cid]
+
+    def stream_version(self, stream: str) -> int:
+        v = self.conn.execute(select(func.max(events.c.version)).where(events.c.stream == stream)).scalar()
+        return v or 0
+
+    def idempotent_result(self, key: str):
+        row = self.conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).first()
+        return row._mapping if row else None
+
+    def append(self, stream: str, new: list[NewEvent], expected_version: int | None = None,
+               meta: dict | None = None, idempotency_key: str | None = None,
+               response: str | None = None) -> list[Envelope]:
+        """Append events to a stream at the chain's head; project them in this transaction."""
+        if idempotency_key:
+            prior = self.idempotent_result(idempotency_key)
+            if prior is not None:
+                return self.read_range(prior["first_seq"], prior["last_seq"])
+        current = self.stream_version(stream)
+        if expected_version is not None and expected_version != current:
+            raise errors.ConcurrencyError(f"{stream} is at version {current}, not {expected_version}",
+                                          stream=stream, actual=current, expected=expected_version)
+        envs = self._seal(stream, current, new, meta or {}, idempotency_key)
+        if envs:
+            self.conn.execute(insert(events), [_env_row(e) for e in envs])
+            self._project(envs)
+            self.recorded.extend(envs)
+        if idempotency_key:
+            self.remember(idempotency_key, stream, envs, response)
+        return envs
+
+    def remember(self, key: str, scope: str, envs: list[Envelope], response: str | None) -> None:
+        self.conn.execute(insert(idempotency_keys).values(
+            key=key, scope=scope, first_seq=envs[0].seq if envs else None,
+            last_seq=envs[-1].seq if envs else None, response=response, recorded_at=self.now))
+
+    def read_range(self, first: int | None, last: int | None) -> list[Envelope]:
+        if first is None:
+            return []
+        rows = self.conn.execute(select(*_EVENT_COLS).where(events.c.seq.between(first, last))
+                                 .order_by(events.c.seq)).all()
+        return [_row_to_envelope(r) for r in rows]
+
+    def _seal(self, stream, version, new, meta, idempotency_key) -> list[Envelope]:
+        out = []
+        if idempotency_key:
+            meta = {**meta, "idempotency_key": idempotency_key}
+        meta_json = canonical_json(meta)
+        for ne in new:
+            self.head_seq += 1
+            version += 1
+            data_json = canonical_json(ne.data)
+            occurred = ne.occurred_at or self.now
+            body = envelope_text(seq=self.head_seq, stream=stream, version=version, type=ne.type,
+                                 schema=ne.schema, data_json=data_json, meta_json=meta_json,
+                                 occurred_at=occurred, recorded_at=self.now, prev_hash=self.head_hash)
+            h = link(self.head_hash, body)
+            out.append(Envelope(self.head_seq, stream, version, ne.type, ne.schema, ne.data, meta,
+                                occurred, self.now, self.head_hash, h, data_json, meta_json))
+            self.head_hash = h
+        return out
+
+    def _project(self, envs: list[Envelope]) -> None:
+        for env in envs:
+            cid = env.connection_id
+            if cid is None:
+                continue
+            before = self.connection(cid)
+            after = evolve_connection(before, env)
+            if after is not before:
+                self._states[cid] = after
+                self._dirty.add(("c", cid, before is None))
+            old_b = self.bindings_of(cid)
+            new_b = evolve_bindings(old_b, env, after.tenant if after else "")
+            if new_b is not old_b:
+                self._bindings[cid] = new_b
+                self._dirty.add(("b", cid, False))
+
+    def flush(self) -> None:
+        """Write the changed projection rows and the new head; the caller commits."""
+        for kind, cid, _ in sorted(self._dirty):
+            if kind == "c":
+                self._write_connection(cid)
+            else:
+                self._write_bindings(cid)
+        self._dirty.clear()
+
+    def _write_connection(self, cid: str) -> None:
+        row = self._states[cid].row()
+        done = self.conn.execute(update(connections).where(connections.c.connection_id == cid).values(**row))
+        if done.rowcount == 0:
+            self.conn.execute(insert(connections).values(**row))
+
+    def _write_bindings(self, cid: str) -> None:
+        self.conn.execute(delete(bindings).where(bindings.c.connection_id == cid))
+        rows = [b.row() for b in self._bindings[cid]]
+        if rows:
+            self.conn.execute(insert(bindings), rows)
+
+
+def _env_row(e: Envelope) -> dict:
+    return {"seq": e.seq, "stream": e.stream, "version": e.version, "type": e.type,
+            "schema": e.schema, "data": e.data_json, "meta": e.meta_json,
+            "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
+            "prev_hash": e.prev_hash, "hash": e.hash}
+
+
+class EventStore:
+    """Storage of the ledger on one engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._thread_lock = threading.Lock()
+        self._lock_path = self._sqlite_lock_path(engine)
+        self._lock_fd: int | None = None
+
+    @staticmethod
+    def _sqlite_lock_path(engine: Engine) -> str | None:
+        if engine.dialect.name != "sqlite":
+            return None
+        db = make_url(str(engine.url)).database
+        return f"{db}.lock" if db and db != ":memory:" else None
+
+    # -- transactions --------------------------------------------------------------------
+    @contextmanager
+    def write(self, now: str) -> Iterator[WriteTxn]:
+        """A serialised write transaction; commits on clean exit, rolls back otherwise."""
+        with self._writer_turn():
+            try:
+                with self.engine.connect().execution_options(ledger_write=True) as conn:
+                    with conn.begin():
+                        seq, h = self._lock_head(conn)
+                        txn = WriteTxn(conn, seq, h, now)
+                        yield txn
+                        txn.flush()
+                        if txn.head_seq != seq:
+                            conn.execute(update(ledger_head).where(ledger_head.c.id == 1)
+                                         .values(seq=txn.head_seq, hash=txn.head_hash))
+            except IntegrityError as exc:
+                raise errors.ConcurrencyError("a concurrent write won; retry") from exc
+            except OperationalError as exc:
+                raise errors.StorageError("the database is unavailable") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection (one snapshot on SQLite while its transaction lasts)."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise errors.StorageError("the database is unavailable") from exc
+
+    @contextmanager
+    def _writer_turn(self):
+        if self._lock_path is None:
+            yield
+            return
+        with self._thread_lock:
+            if self._lock_fd is None or self._lock_pid != os.getpid():
+                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._lock_pid = os.getpid()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _lock_head(self, conn: Connection) -> tuple[int, str]:
+        q = select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        row = conn.execute(q).first()
+        if row is None:
+            raise errors.StorageError("the ledger is not initialised (run the migrations)")
+        return row[0], row[1]
+
+    # -- reads ---------------------------------------------------------------------------
+    def head(self) -> tuple[int, str]:
+        with self.read() as conn:
+            row = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)).first()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def read_stream(self, stream: str) -> list[Envelope]:
+        with self.read() as conn:
+            rows = conn.execute(select(*_EVENT_COLS).where(events.c.stream == stream).order_by(events.c.version)).all()
+        return [_row_to_envelope(r) for r in rows]
+
+    def read_after(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
+        """Up to `limit` events with seq > after, in order (paging by seq)."""
+        with self.read() as conn:
+            rows = conn.execute(select(*_EVENT_COLS).where(events.c.seq > after)
+                                .order_by(events.c.seq).limit(limit)).all()
+        return [_row_to_envelope(r) for r in rows]
+
+    def iter_rows(self, after: int = 0, until_seq: int | None = None, until_time: str | None = None,
+                  page: int = PAGE) -> Iterator[tuple]:
+        """Raw event rows in seq order, fetched in pages (constant memory)."""
+        while True:
+            q = select(*_EVENT_COLS).where(events.c.seq > after)
+            if until_seq is not None:
+                q = q.where(events.c.seq <= until_seq)
+            if until_time is not None:
+                q = q.where(events.c.recorded_at <= until_time)
+            with self.read() as conn:
+                rows = conn.execute(q.order_by(events.c.seq).limit(page)).all()
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    def iter_envelopes(self, after: int = 0, until_seq: int | None = None,
+                       until_time: str | None = None) -> Iterator[Envelope]:
+        """Everything after a seq, up to a seq or a time (recorded_at), in order."""
+        for r in self.iter_rows(after, until_seq, until_time):
+            yield _row_to_envelope(r)
+
+    # -- verification and rebuild ----------------------------------------------------------
+    def verify(self, from_seq: int | None = None, to_seq: int | None = None):
+        """Walk the chain from the stored columns; the first bad seq if any."""
+        if from_seq and from_seq > 1:
+            walker = ChainWalker(None, None)
+        else:
+            walker = ChainWalker()
+        after = (from_seq - 1) if from_seq else 0
+        for r in self.iter_rows(after, until_seq=to_seq):
+            text = envelope_text(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
+                                 data_json=r[5], meta_json=r[6], occurred_at=r[7],
+                                 recorded_at=r[8], prev_hash=r[9])
+            if not walker.feed(r[0], r[9], text, r[10]):
+                break
+        result = walker.result()
+        if result.ok and to_seq is None and from_seq in (None, 0, 1):
+            head_seq, head_hash = self.head()
+            if (head_seq, head_hash) != (result.head_seq, result.head_hash):
+                bad = min(head_seq, result.head_seq) + 1
+                return type(result)(False, result.head_seq, result.head_hash, result.checked, bad,
+                                    "events are missing after the last intact one")
+        return result
+
+    def projection_rows(self) -> tuple[list[dict], list[dict]]:
+        """The live projection rows, ordered like Projection's rows."""
+        with self.read() as conn:
+            return self._projection_rows(conn)
+
+    def rebuild(self, now: str) -> tuple[Projection, bool]:
+        """Replay from seq 1 into fresh projection rows, under the writers' lock so no append
+        slips between the replay and the swap. Returns the projection and whether the live rows
+        already equalled it."""
+        with self.write(now) as txn:
+            live = self._projection_rows(txn.conn)
+            projection = Projection()
+            after = 0
+            while True:
+                rows = txn.conn.execute(select(*_EVENT_COLS).where(events.c.seq > after)
+                                        .order_by(events.c.seq).limit(PAGE)).all()
+                for r in rows:
+                    projection.apply(_row_to_envelope(r))
+                if len(rows) < PAGE:
+                    break
+                after = rows[-1][0]
+            same = live == (projection.connection_rows(), projection.binding_rows())
+            txn.conn.execute(delete(bindings))
+            txn.conn.execute(delete(connections))
+            for rows in (projection.connection_rows(),):
+                for i in range(0, len(rows), PAGE):
+                    txn.conn.execute(insert(connections), rows[i:i + PAGE])
+            brows = projection.binding_rows()
+            for i in range(0, len(brows), PAGE):
+                txn.conn.execute(insert(bindings), brows[i:i + PAGE])
+        return projection, same
+
+    @staticmethod
+    def _projection_rows(conn) -> tuple[list[dict], list[dict]]:
+        c = conn.execute(select(connections).order_by(connections.c.connection_id)).all()
+        b = conn.execute(select(bindings).order_by(bindings.c.connection_id, bindings.c.agent_id)).all()
+        return [ConnectionState.from_row(r).row() for r in c], [Binding.from_row(r).row() for r in b]
+
+    def ping(self) -> None:
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))

@@ -1,0 +1,130 @@
+"""Table rows (SQLModel, table=True). The hot paths use their `__table__` with Core statements.
+
+Timestamps are stored as the envelope's fixed-width ISO text (`2026-11-22T21:05:03.123456Z`):
+exactly the bytes that were hashed, identical on SQLite and PostgreSQL, and ordered correctly
+by plain string comparison.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+TS = 32  # width of an envelope timestamp
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("stream", "version", name="uq_events_stream_version"),
+        Index("ix_events_recorded_at", "recorded_at"),
+        Index("ix_events_type_seq", "type", "seq"),
+    )
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    stream: str = Field(sa_column=Column(String(200), nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    type: str = Field(sa_column=Column(String(100), nullable=False))
+    schema_: int = Field(sa_column=Column("schema", Integer, nullable=False))
+    data: str = Field(sa_column=Column(Text, nullable=False))   # the exact canonical JSON hashed
+    meta: str = Field(sa_column=Column(Text, nullable=False))
+    occurred_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    recorded_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class LedgerHeadRow(SQLModel, table=True):
+    """One row: the chain's tip. Locking it is how PostgreSQL writers take turns."""
+    __tablename__ = "ledger_head"
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """A used idempotency key and what it produced, so a repeat appends nothing."""
+    __tablename__ = "idempotency_keys"
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    scope: str = Field(sa_column=Column(String(200), nullable=False))
+    first_seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    last_seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    response: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    recorded_at: str = Field(sa_column=Column(String(TS), nullable=False))
+
+
+class ConnectionRow(SQLModel, table=True):
+    """Projection: one connection's current state and owner (columns = ConnectionState)."""
+    __tablename__ = "connections"
+    __table_args__ = (
+        Index("ix_connections_user_status", "user_id", "status"),
+        Index("ix_connections_tenant", "tenant"),
+        Index("ix_connections_status_purge", "status", "purge_at"),
+    )
+    connection_id: str = Field(sa_column=Column(String(100), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(200), nullable=False))
+    user_id: Optional[str] = Field(default=None, sa_column=Column(String(200), nullable=True))
+    toolkit: str = Field(sa_column=Column(String(100), nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    previous_status: Optional[str] = Field(default=None, sa_column=Column(String(20), nullable=True))
+    status_reason: Optional[str] = Field(default=None, sa_column=Column(String(500), nullable=True))
+    purge_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    created_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    updated_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    status_changed_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    last_used_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    last_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class BindingRow(SQLModel, table=True):
+    """Projection: an agent bound to a connection (columns = Binding)."""
+    __tablename__ = "bindings"
+    __table_args__ = (Index("ix_bindings_connection", "connection_id"),)
+    agent_id: str = Field(sa_column=Column(String(200), primary_key=True))
+    connection_id: str = Field(sa_column=Column(String(100), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(200), nullable=False))
+    bound_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    bound_by: str = Field(sa_column=Column(String(200), nullable=False))
+
+
+class OutboxRow(SQLModel, table=True):
+    """A Composio action owed by a recorded event, carried out by the relay."""
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "not_before"),
+        Index("ix_outbox_connection", "connection_id"),
+    )
+    id: str = Field(sa_column=Column(String(40), primary_key=True))  # also the Idempotency-Key
+    connection_id: str = Field(sa_column=Column(String(100), nullable=False))
+    action: str = Field(sa_column=Column(String(20), nullable=False))  # disable enable revoke delete
+    status: str = Field(sa_column=Column(String(12), nullable=False))  # pending done dead cancelled
+    not_before: str = Field(sa_column=Column(String(TS), nullable=False))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    last_error: Optional[str] = Field(default=None, sa_column=Column(String(500), nullable=True))
+    claimed_by: Optional[str] = Field(default=None, sa_column=Column(String(100), nullable=True))
+    claimed_until: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    causation_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    updated_at: str = Field(sa_column=Column(String(TS), nullable=False))
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """A service's API key: only its SHA-256 is kept."""
+    __tablename__ = "api_keys"
+    id: str = Field(sa_column=Column(String(40), primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    tenant: str = Field(sa_column=Column(String(200), nullable=False))
+    scopes: str = Field(sa_column=Column(String(500), nullable=False))  # space-separated
+    key_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    revoked_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+
+
+events = EventRow.__table__
+ledger_head = LedgerHeadRow.__table__
+idempotency_keys = IdempotencyRow.__table__
+connections = ConnectionRow.__table__
+bindings = BindingRow.__table__
+outbox = OutboxRow.__table__
+api_keys = ApiKeyRow.__table__
+metadata = SQLModel.metadata

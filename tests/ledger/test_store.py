@@ -1,0 +1,177 @@
+"""EventStore contract, on every backend: chain, tamper detection, concurrency, idempotency."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from ledger.chain import GENESIS_HASH
+from ledger.envelope import NewEvent
+from ledger.errors import ConcurrencyError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ev(i=0, t="test.appended"):
+    return NewEvent(t, {"i": i})
+
+
+def _recompute_head(rows):
+    prev = GENESIS_HASH
+    for r in rows:
+        body = {"seq": r.seq, "stream": r.stream, "version": r.version, "type": r.type,
+                "schema": r.schema, "data": json.loads(r.data), "meta": json.loads(r.meta),
+                "occurred_at": r.occurred_at, "recorded_at": r.recorded_at, "prev_hash": prev}
+        text_ = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        prev = hashlib.sha256((prev + "\n" + text_).encode()).hexdigest()
+    return prev
+
+
+def test_ten_thousand_appends_verify_and_the_head_matches_an_independent_recomputation(ledger, engine):
+    for batch in range(100):
+        ledger.append(f"s:{batch % 7}", [_ev(batch * 100 + i) for i in range(100)])
+    result = ledger.verify()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM events ORDER BY seq")).all()
+    assert result.ok and result.checked == 10_000 and result.head_seq == 10_000
+    assert result.head_hash == _recompute_head(rows)
+
+
+@pytest.mark.parametrize("column, new_value", [
+    ("data", '{"i":8}'), ("meta", '{"actor":{"id":"x","kind":"user"}}'),
+    ("type", "test.appendee"), ("recorded_at", "2026-01-01T00:00:00.000001Z"),
+    ("occurred_at", "2026-01-01T00:00:00.000001Z"),
+])
+def test_a_direct_update_of_one_stored_field_is_named_by_its_seq(ledger, engine, column, new_value):
+    for i in range(10):
+        ledger.append("s", [_ev(i)])
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE events SET {column} = :v WHERE seq = 7"), {"v": new_value})
+    result = ledger.verify()
+    assert not result.ok and result.first_bad_seq == 7
+
+
+def test_a_deleted_row_and_a_swapped_pair_are_detected(ledger, engine):
+    for i in range(10):
+        ledger.append("s", [_ev(i)])
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM events WHERE seq = 4"))
+    assert ledger.verify().first_bad_seq == 4
+    with engine.begin() as conn:
+        rows = {r.seq: r for r in conn.execute(text("SELECT seq, data, hash, prev_hash FROM events WHERE seq IN (6, 7)"))}
+        for a, b in ((6, 7), (7, 6)):
+            conn.execute(text("UPDATE events SET data=:d, hash=:h, prev_hash=:p WHERE seq=:s"),
+                         {"d": rows[b].data, "h": rows[b].hash, "p": rows[b].prev_hash, "s": a})
+    result = ledger.verify(from_seq=5)
+    assert result.first_bad_seq == 6
+
+
+def test_deleting_the_last_event_is_detected_through_the_head(ledger, engine):
+    for i in range(5):
+        ledger.append("s", [_ev(i)])
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM events WHERE seq = 5"))
+    assert ledger.verify().first_bad_seq == 5
+
+
+def test_a_stale_expected_version_raises_and_writes_nothing(ledger):
+    ledger.append("s", [_ev(1), _ev(2)], expected_version=0)
+    with pytest.raises(ConcurrencyError):
+        ledger.append("s", [_ev(3)], expected_version=1)
+    assert [e.version for e in ledger.read_stream("s")] == [1, 2]
+    assert ledger.verify().head_seq == 2
+
+
+def test_a_repeated_idempotency_key_appends_nothing_and_returns_the_original(ledger):
+    first = ledger.append("s", [_ev(1)], idempotency_key="k-1")
+    again = ledger.append("s", [_ev(2)], idempotency_key="k-1")
+    assert [e.seq for e in again] == [e.seq for e in first] == [1]
+    assert again[0].hash == first[0].hash
+    assert len(ledger.read_stream("s")) == 1
+
+
+def test_two_threads_with_the_same_expected_version_one_wins(ledger):
+    ledger.append("s", [_ev(0)])
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def attempt(i):
+        barrier.wait()
+        try:
+            ledger.append("s", [_ev(i), _ev(i)], expected_version=1)
+            outcomes.append("won")
+        except ConcurrencyError:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(outcomes) == ["lost", "won"]
+    assert [e.version for e in ledger.read_stream("s")] == [1, 2, 3]
+    assert ledger.verify().ok
+
+
+def _spawn(db_url, stream, count, expected=None, start_at=0.0):
+    args = [sys.executable, "-m", "tests.support.appender", db_url, stream, str(count),
+            "--start-at", str(start_at)]
+    if expected is not None:
+        args += ["--expected-version", str(expected)]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _collect(procs):
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=240)
+        assert p.returncode == 0, stderr
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def test_two_processes_with_the_same_expected_version_one_wins(ledger, db_url):
+    ledger.append("s", [_ev(0)])
+    start = time.time() + 2.5  # both interpreters are up and waiting by then
+    results = _collect([_spawn(db_url, "s", 1, expected=1, start_at=start) for _ in range(2)])
+    assert sorted(r["won"] for r in results) == [0, 1]
+    assert [e.version for e in ledger.read_stream("s")] == [1, 2]
+    assert ledger.verify().ok
+
+
+@pytest.mark.slow
+def test_four_processes_appending_give_seq_one_to_two_thousand_and_a_valid_chain(ledger, db_url, engine):
+    start = time.time() + 2.5
+    _collect([_spawn(db_url, f"p:{i}", 500, start_at=start) for i in range(4)])
+    with engine.connect() as conn:
+        seqs = [r[0] for r in conn.execute(text("SELECT seq FROM events ORDER BY seq"))]
+        pids = {json.loads(r[0])["pid"] for r in conn.execute(text("SELECT data FROM events"))}
+    assert seqs == list(range(1, 2001))
+    assert len(pids) == 4
+    assert ledger.verify().ok
+
+
+def test_reads_one_stream_after_a_seq_and_up_to_a_time_or_seq(ledger):
+    ledger.append("a", [_ev(1)])
+    ledger.append("b", [_ev(2)])
+    cut = ledger.read_after(0)[-1].recorded_at
+    time.sleep(0.002)
+    ledger.append("a", [_ev(3)])
+    assert [e.seq for e in ledger.read_stream("a")] == [1, 3]
+    assert [e.seq for e in ledger.read_after(1, limit=1)] == [2]
+    assert [e.seq for e in ledger.store.iter_envelopes(0, until_time=cut)] == [1, 2]
+    assert [e.seq for e in ledger.store.iter_envelopes(0, until_seq=1)] == [1]
+
+
+def test_each_recorded_event_is_signalled_once_after_commit(ledger):
+    from ledger.signals import event_recorded
+    seen = []
+    with event_recorded.connected_to(lambda sender, envelope: seen.append(envelope.seq)):
+        ledger.append("s", [_ev(1), _ev(2)])
+        with pytest.raises(ConcurrencyError):
+            ledger.append("s", [_ev(3)], expected_version=0)
+    assert seen == [1, 2]

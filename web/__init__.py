@@ -1,0 +1,39 @@
+"""Flask app factory: settings, ledger, blueprints, error envelope, CLI."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app. `config` overrides the environment (tests pass a database URL here)."""
+    app = Flask(__name__, instance_relative_config=True)
+    from . import settings_loader
+    settings_loader.apply(app, config)
+
+    from .logs import configure_logging
+    configure_logging(app)
+
+    from ledger.service import Ledger
+    from ledger.store import EventStore, make_engine
+    engine = make_engine(app.config["DATABASE_URL"])
+    ledger = Ledger(EventStore(engine))
+    app.extensions["engine"] = engine
+    app.extensions["ledger"] = ledger
+    if app.config["AUTO_MIGRATE"]:
+        from .db import upgrade_locked
+        upgrade_locked(engine)
+
+    from .errors import register_error_handlers
+    from .requests import register_request_hooks
+    register_error_handlers(app)
+    register_request_hooks(app)
+
+    from . import ops
+    app.register_blueprint(ops.bp)
+
+    from .cli import register_cli
+    register_cli(app)
+    logging.getLogger("web").debug("app ready on %s", engine.dialect.name)
+    return app

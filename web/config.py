@@ -1,0 +1,94 @@
+"""Settings: defaults, then the environment (DESIGN.md's names), then the caller's overrides.
+Unsafe values are refused here, before the app serves anything."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """The configuration would make the service unsafe or unusable."""
+
+
+DEFAULTS = {
+    "DATABASE_URL": None,                 # None -> SQLite under the instance folder
+    "LEDGER_ENV": "development",          # development | production
+    "COMPOSIO_API_KEY": None,
+    "COMPOSIO_BASE_URL": None,
+    "COMPOSIO_USER_ID_PREFIX": "",
+    "COMPOSIO_TIMEOUT_SECONDS": 10.0,
+    "COMPOSIO_WEBHOOK_SECRET": "",
+    "WEBHOOK_TOLERANCE_SECONDS": 300,
+    "CLERK_JWKS_URL": None,
+    "CLERK_JWT_KEY": None,
+    "CLERK_ISSUER": None,
+    "CLERK_AUTHORIZED_PARTIES": "",
+    "CLERK_LEEWAY_SECONDS": 5,
+    "DISCONNECT_GRACE_SECONDS": 604800,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_DEFAULT": "300 per minute",
+    "LEDGER_SIGNING_KEY": None,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "AUTO_MIGRATE": True,
+    "RELAY_INLINE": True,                 # run due outbox actions right after the request commits
+    "RELAY_MAX_ATTEMPTS": 6,
+    "RELAY_BASE_DELAY_SECONDS": 2.0,
+    "POLL_INTERVAL_SECONDS": 3.0,         # at most one Composio status call per connection per interval
+}
+
+_INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_LENGTH",
+         "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS"}
+_FLOATS = {"COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS"}
+_BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE"}
+
+
+def _parse(name: str, raw):
+    if raw is None or not isinstance(raw, str):
+        return raw
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name in _FLOATS:
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if name in _BOOLS:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw
+
+
+def load(instance_path: str, overrides: dict | None = None, environ=os.environ) -> dict:
+    """The effective settings, checked."""
+    settings = dict(DEFAULTS)
+    for name in DEFAULTS:
+        if name in environ:
+            settings[name] = _parse(name, environ[name])
+    for name, value in (overrides or {}).items():
+        settings[name] = _parse(name, value) if name in DEFAULTS else value
+    if not settings["DATABASE_URL"]:
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        settings["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'ledger.db'}"
+    check(settings)
+    return settings
+
+
+def secrets_list(value: str | None) -> list[str]:
+    return [s.strip() for s in (value or "").split(",") if s.strip()]
+
+
+def check(s: dict) -> None:
+    """Refuse values that would silently weaken the service."""
+    if int(s["WEBHOOK_TOLERANCE_SECONDS"]) <= 0:
+        raise ConfigError("WEBHOOK_TOLERANCE_SECONDS must be > 0 (0 would switch the timestamp check off)")
+    if int(s["DISCONNECT_GRACE_SECONDS"]) < 0:
+        raise ConfigError("DISCONNECT_GRACE_SECONDS must be >= 0")
+    if int(s["MAX_CONTENT_LENGTH"]) <= 0:
+        raise ConfigError("MAX_CONTENT_LENGTH must be > 0")
+    if s["LEDGER_ENV"] not in ("development", "production"):
+        raise ConfigError("LEDGER_ENV must be development or production")
+    if s["LEDGER_ENV"] == "production":
+        missing = [n for n in ("COMPOSIO_API_KEY", "CLERK_ISSUER", "COMPOSIO_WEBHOOK_SECRET") if not s.get(n)]
+        if not (s.get("CLERK_JWKS_URL") or s.get("CLERK_JWT_KEY")):
+            missing.append("CLERK_JWKS_URL or CLERK_JWT_KEY")
+        if missing:
+            raise ConfigError("production mode needs " + ", ".join(missing))

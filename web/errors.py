@@ -1,0 +1,90 @@
+"""The one error envelope, and the only place ledger errors become HTTP statuses."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ledger import errors as le
+from ledger.clock import iso, now
+
+log = logging.getLogger("web")
+
+_TYPES = {400: "invalid_request", 401: "authentication_error", 403: "permission_error",
+          404: "not_found", 405: "invalid_request", 409: "conflict", 413: "invalid_request",
+          415: "invalid_request", 422: "validation_error", 429: "rate_limit_error",
+          502: "upstream_error", 503: "unavailable", 500: "internal_error"}
+_HTTP_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+               405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
+               415: "UNSUPPORTED_MEDIA_TYPE", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED",
+               500: "INTERNAL_ERROR", 502: "UPSTREAM_ERROR", 503: "UNAVAILABLE"}
+_LEDGER_STATUS = [
+    (le.NotFound, 404), (le.NotBound, 404), (le.AgentsBound, 409), (le.GracePeriodExpired, 409),
+    (le.AlreadyTerminal, 409), (le.InvalidState, 409), (le.ConcurrencyError, 409),
+    (le.StorageError, 503), (le.UpstreamError, 502),
+]
+
+
+class ApiError(Exception):
+    """An error a view raises on purpose; rendered as the envelope."""
+
+    def __init__(self, status: int, code: str, message: str, details=None, headers=None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details, self.headers = details, headers or {}
+
+
+def envelope(status: int, code: str, message: str, details=None, headers=None):
+    """Build the error response every failure uses."""
+    body = {"success": False, "error": {
+        "code": code, "message": message, "type": _TYPES.get(status, "error"), "status": status,
+        "trace_id": getattr(g, "trace_id", None), "timestamp": iso(now())}}
+    if details is not None:
+        body["error"]["details"] = details
+    resp = jsonify(body)
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def ledger_status(exc: le.LedgerError) -> int:
+    for cls, status in _LEDGER_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def _ledger_error(exc: le.LedgerError):
+    status = ledger_status(exc)
+    code = "UPSTREAM_ERROR" if isinstance(exc, le.UpstreamError) else exc.code
+    if status >= 500:
+        log.warning("ledger error %s on %s %s: %s", exc.code, request.method, request.path, exc.message)
+    return envelope(status, code, exc.message, exc.details or None)
+
+
+def _http_error(exc: HTTPException):
+    status = exc.code or 500
+    if status == 429:
+        from .ratelimit import too_many
+        return too_many(exc)
+    message = {404: "No such resource.", 405: "Method not allowed on this resource.",
+               413: "The request body is too large."}.get(status, exc.description or "Request failed.")
+    headers = {"Allow": exc.response.headers["Allow"]} if status == 405 and exc.response else None
+    if status == 405 and not headers:
+        valid = getattr(exc, "valid_methods", None)
+        headers = {"Allow": ", ".join(valid)} if valid else None
+    return envelope(status, _HTTP_CODES.get(status, "HTTP_ERROR"), message, headers=headers)
+
+
+def _unexpected(exc: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return envelope(500, "INTERNAL_ERROR", "Something went wrong on our side.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, lambda e: envelope(e.status, e.code, e.message, e.details, e.headers))
+    app.register_error_handler(le.LedgerError, _ledger_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,31 @@
+"""Operations: liveness and readiness."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from .db import current_revision, head_revision
+from .errors import envelope
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is up."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """The database answers and is migrated to head; 503 otherwise."""
+    engine = current_app.extensions["engine"]
+    try:
+        current = current_revision(engine)
+    except Exception:
+        current_app.logger.warning("readyz: database unreachable", exc_info=True)
+        return envelope(503, "NOT_READY", "The database is unreachable.")
+    head = head_revision()
+    if current != head:
+        return envelope(503, "NOT_READY", "The database is not migrated to the latest revision.",
+                        {"database_revision": current, "head_revision": head})
+    return jsonify({"status": "ready", "database": engine.dialect.name, "revision": current})
