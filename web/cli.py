@@ -52,7 +52,10 @@ def rebuild():
 def replay_cmd(until):
     """Print every connection's state as of a time or seq, as JSON."""
     from .timeparse import seq_or_time
-    seq, time = seq_or_time(until)
+    try:
+        seq, time = seq_or_time(until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--until") from exc
     projection = _ledger().state_as_of(seq=seq, time=time)
     click.echo(json.dumps(projection.as_json(), indent=2, sort_keys=True))
 
