@@ -82,3 +82,8 @@ class UpstreamRejected(UpstreamError):
 class RevokeUnsupported(UpstreamRejected):
     """The toolkit does not support revoking the provider's grant."""
     code = "REVOKE_UNSUPPORTED"
+
+
+class IdempotencyKeyReused(LedgerError):
+    """This Idempotency-Key was already used for a different request."""
+    code = "IDEMPOTENCY_KEY_REUSED"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -23,7 +24,7 @@ from . import errors
 from .chain import GENESIS_HASH, ChainWalker, canonical_json, envelope_text, link
 from .envelope import Envelope, NewEvent
 from .projections import Binding, ConnectionState, Projection, evolve_bindings, evolve_connection
-from .tables import bindings, connections, events, idempotency_keys, ledger_head
+from .tables import bindings, connections, events, idempotency_keys, ledger_head, outbox
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
                events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
@@ -84,6 +85,7 @@ class WriteTxn:
     _states: dict = field(default_factory=dict)     # connection_id -> ConnectionState | None
     _bindings: dict = field(default_factory=dict)   # connection_id -> tuple[Binding]
     _dirty: set = field(default_factory=set)
+    _enqueued: int = 0
 
     # -- state the decisions read (cached, and written back once at the end) --
     def connection(self, cid: str) -> ConnectionState | None:
@@ -127,6 +129,26 @@ class WriteTxn:
         if idempotency_key:
             self.remember(idempotency_key, stream, envs, response)
         return envs
+
+    # -- outbox: Composio actions owed, written in the same transaction as their event --
+    def enqueue(self, connection_id: str, action: str, not_before: str, causation_seq: int) -> str:
+        # Ids sort in the order actions were owed, so the relay runs a connection's in order.
+        self._enqueued += 1
+        action_id = f"act_{causation_seq:012d}_{self._enqueued:02d}_{uuid.uuid4().hex[:8]}"
+        self.conn.execute(insert(outbox).values(
+            id=action_id, connection_id=connection_id, action=action, status="pending",
+            not_before=not_before, attempts=0, causation_seq=causation_seq,
+            created_at=self.now, updated_at=self.now))
+        return action_id
+
+    def open_actions(self, connection_id: str) -> list:
+        """Actions not yet done for a connection, oldest first."""
+        return self.conn.execute(select(outbox).where(outbox.c.connection_id == connection_id,
+                                                      outbox.c.status == "pending")
+                                 .order_by(outbox.c.causation_seq, outbox.c.created_at)).all()
+
+    def set_action(self, action_id: str, **values) -> None:
+        self.conn.execute(update(outbox).where(outbox.c.id == action_id).values(updated_at=self.now, **values))
 
     def remember(self, key: str, scope: str, envs: list[Envelope], response: str | None) -> None:
         self.conn.execute(insert(idempotency_keys).values(
@@ -197,6 +219,10 @@ class WriteTxn:
             self.conn.execute(insert(bindings), rows)
 
 
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _env_row(e: Envelope) -> dict:
     return {"seq": e.seq, "stream": e.stream, "version": e.version, "type": e.type,
             "schema": e.schema, "data": e.data_json, "meta": e.meta_json,
@@ -223,17 +249,22 @@ class EventStore:
 
     # -- transactions --------------------------------------------------------------------
     @contextmanager
-    def write(self, now: str) -> Iterator[WriteTxn]:
-        """A serialised write transaction; commits on clean exit, rolls back otherwise."""
+    def write(self, now: str, lock_head: bool = True) -> Iterator[WriteTxn]:
+        """A serialised write transaction; commits on clean exit, rolls back otherwise.
+
+        lock_head=False is for work that appends nothing (outbox claims): on PostgreSQL it
+        then runs beside appends, relying on row locks (SKIP LOCKED) instead of the chain lock."""
         with self._writer_turn():
             try:
                 with self.engine.connect().execution_options(ledger_write=True) as conn:
                     with conn.begin():
-                        seq, h = self._lock_head(conn)
+                        seq, h = self._lock_head(conn, lock_head)
                         txn = WriteTxn(conn, seq, h, now)
                         yield txn
                         txn.flush()
                         if txn.head_seq != seq:
+                            if not lock_head:
+                                raise RuntimeError("appended without holding the chain lock")
                             conn.execute(update(ledger_head).where(ledger_head.c.id == 1)
                                          .values(seq=txn.head_seq, hash=txn.head_hash))
             except IntegrityError as exc:
@@ -265,9 +296,9 @@ class EventStore:
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _lock_head(self, conn: Connection) -> tuple[int, str]:
+    def _lock_head(self, conn: Connection, lock: bool = True) -> tuple[int, str]:
         q = select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)
-        if self.dialect == "postgresql":
+        if self.dialect == "postgresql" and lock:
             q = q.with_for_update()
         row = conn.execute(q).first()
         if row is None:
@@ -313,6 +344,36 @@ class EventStore:
         """Everything after a seq, up to a seq or a time (recorded_at), in order."""
         for r in self.iter_rows(after, until_seq, until_time):
             yield _row_to_envelope(r)
+
+    def iter_export_lines(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[str]:
+        """NDJSON lines (hashed envelope + hash) straight from the stored canonical text."""
+        for r in self.iter_rows(max(0, from_seq - 1), until_seq=to_seq):
+            text_ = envelope_text(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
+                                  data_json=r[5], meta_json=r[6], occurred_at=r[7],
+                                  recorded_at=r[8], prev_hash=r[9])
+            yield text_[:-1] + ',"hash":"' + r[10] + '"}\n'
+
+    def query_events(self, after: int = 0, limit: int = 100, *, connection_id: str | None = None,
+                     user_id: str | None = None, type: str | None = None, since: str | None = None,
+                     until: str | None = None) -> list[Envelope]:
+        """Filtered page of events with seq > after (the auditor's search)."""
+        from sqlalchemy import literal, or_
+        q = select(*_EVENT_COLS).where(events.c.seq > after)
+        if connection_id:
+            q = q.where(or_(events.c.stream == f"connection:{connection_id}",
+                            events.c.data.like(f'%"connection_id":"{_like_escape(connection_id)}"%', escape="\\")))
+        if user_id:
+            owned = select(literal("connection:") + connections.c.connection_id).where(connections.c.user_id == user_id)
+            q = q.where(events.c.stream.in_(owned))
+        if type:
+            q = q.where(events.c.type == type)
+        if since:
+            q = q.where(events.c.recorded_at >= since)
+        if until:
+            q = q.where(events.c.recorded_at <= until)
+        with self.read() as conn:
+            rows = conn.execute(q.order_by(events.c.seq).limit(limit)).all()
+        return [_row_to_envelope(r) for r in rows]
 
     # -- verification and rebuild ----------------------------------------------------------
     def verify(self, from_seq: int | None = None, to_seq: int | None = None):

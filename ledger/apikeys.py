@@ -1,0 +1,74 @@
+"""Service API keys: created once, shown once, stored only as a SHA-256 digest.
+
+Keys are 32 random bytes, so a fast unsalted digest is enough: there is nothing to guess.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+
+from .clock import iso, now
+from .tables import api_keys
+
+KNOWN_SCOPES = frozenset({"connections:admin", "audit:read"})
+PREFIX = "clk_"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    tenant: str
+    scopes: frozenset
+    created_at: str
+    revoked_at: str | None = None
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _from_row(r) -> ApiKey:
+    return ApiKey(r.id, r.name, r.tenant, frozenset(r.scopes.split()), r.created_at, r.revoked_at)
+
+
+def create(engine, tenant: str, scopes: list[str], name: str | None = None) -> tuple[ApiKey, str]:
+    """A new key for a tenant; returns the record and the key itself (never stored)."""
+    unknown = set(scopes) - KNOWN_SCOPES
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be among {sorted(KNOWN_SCOPES)}, got {sorted(scopes)}")
+    if not tenant:
+        raise ValueError("a key needs a tenant")
+    key_id = "key_" + secrets.token_hex(6)
+    key = PREFIX + secrets.token_urlsafe(32)
+    row = {"id": key_id, "name": name or key_id, "tenant": tenant, "scopes": " ".join(sorted(set(scopes))),
+           "key_hash": digest(key), "created_at": iso(now()), "revoked_at": None}
+    with engine.begin() as conn:
+        conn.execute(insert(api_keys).values(**row))
+    return _from_row(type("Row", (), row)), key
+
+
+def find(engine, key: str) -> ApiKey | None:
+    """The live (not revoked) key record for a presented key."""
+    if not key or not key.startswith(PREFIX) or len(key) > 200:
+        return None
+    with engine.connect() as conn:
+        r = conn.execute(select(api_keys).where(api_keys.c.key_hash == digest(key))).first()
+    if r is None or r.revoked_at is not None:
+        return None
+    return _from_row(r)
+
+
+def list_keys(engine) -> list[ApiKey]:
+    with engine.connect() as conn:
+        return [_from_row(r) for r in conn.execute(select(api_keys).order_by(api_keys.c.created_at))]
+
+
+def revoke(engine, key_id: str) -> bool:
+    with engine.begin() as conn:
+        done = conn.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                            .values(revoked_at=iso(now())))
+    return done.rowcount == 1
