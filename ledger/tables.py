@@ -120,6 +120,13 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
 
 
+class PollRow(SQLModel, table=True):
+    """When Composio was last asked about a connection, so polling stays rate-bound per connection."""
+    __tablename__ = "polls"
+    connection_id: str = Field(sa_column=Column(String(100), primary_key=True))
+    polled_at: str = Field(sa_column=Column(String(TS), nullable=False))
+
+
 events = EventRow.__table__
 ledger_head = LedgerHeadRow.__table__
 idempotency_keys = IdempotencyRow.__table__
@@ -127,4 +134,5 @@ connections = ConnectionRow.__table__
 bindings = BindingRow.__table__
 outbox = OutboxRow.__table__
 api_keys = ApiKeyRow.__table__
+polls = PollRow.__table__
 metadata = SQLModel.metadata

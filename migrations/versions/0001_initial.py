@@ -1,8 +1,8 @@
-"""initial: events, head, idempotency, projections, outbox, api keys
+"""initial: events, chain head, idempotency keys, projections, outbox, api keys, polls
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 00:04:09.623164
+Create Date: 2026-11-23 00:11:10.475624
 """
 from typing import Sequence, Union
 
@@ -112,6 +112,12 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_connection', ['connection_id'], unique=False)
         batch_op.create_index('ix_outbox_due', ['status', 'not_before'], unique=False)
+
+    op.create_table('polls',
+    sa.Column('connection_id', sa.String(length=100), nullable=False),
+    sa.Column('polled_at', sa.String(length=32), nullable=False),
+    sa.PrimaryKeyConstraint('connection_id')
+    )
     # The chain starts empty: seq 0 and the genesis hash (64 zeros).
     head = sa.table("ledger_head", sa.column("id", sa.Integer), sa.column("seq", sa.BigInteger),
                     sa.column("hash", sa.String))
@@ -119,6 +125,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('polls')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_due')
         batch_op.drop_index('ix_outbox_connection')

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from ledger.store import normalize_url
 
-PROJECT_TABLES = ("events", "ledger_head", "idempotency_keys", "connections", "bindings", "outbox", "api_keys")
+PROJECT_TABLES = ("events", "ledger_head", "idempotency_keys", "connections", "bindings", "outbox", "api_keys", "polls")
 
 
 def pg_admin_url() -> str | None:

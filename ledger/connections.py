@@ -1,0 +1,299 @@
+"""Connection commands and reads: ownership checks, decisions, Composio calls, outbox rows.
+
+Every write runs in one store transaction: events, projection rows, outbox rows and the
+idempotency record commit together or not at all. Someone else's connection is answered
+exactly like a missing one, and the attempt is recorded as a security event.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from . import decisions
+from . import envelope as ev
+from . import errors
+from .commands import (BindAgent, Caller, RequestDisconnect, RestoreConnection, StartConnection,
+                       UnbindAgent)
+from .envelope import NewEvent, connection_stream
+from .projections import ConnectionState
+from .service import make_meta
+from .tables import bindings, connections
+
+log = logging.getLogger("ledger.connections")
+SECURITY_STREAM = "security"
+
+
+class Denied(Exception):
+    """Internal: the caller may not see this connection (answered as NotFound after commit)."""
+
+
+def _fingerprint(cmd) -> str:
+    return hashlib.sha256(repr(cmd).encode()).hexdigest()[:32]
+
+
+class Connections:
+    """The connection use cases over a Ledger and a ComposioGateway."""
+
+    def __init__(self, ledger, gateway, *, grace_seconds: int = 604800, poll_interval: float = 3.0,
+                 after_commit=None):
+        self.ledger, self.gateway = ledger, gateway
+        self.grace_seconds, self.poll_interval = grace_seconds, poll_interval
+        self.after_commit = after_commit or (lambda connection_id: None)
+
+    # -- the write path ----------------------------------------------------------------------
+    def _write(self, caller: Caller, cid: str | None, decide, *, trace_id=None, idempotency_key=None,
+               fingerprint: str = "", action: str = "") -> dict:
+        """load -> authorize -> decide -> append + outbox + idempotency -> commit -> signal."""
+        denied = False
+        idem = f"http:{caller.kind}:{caller.id}:{idempotency_key}" if idempotency_key else None
+        with self.ledger.store.write(self.ledger.now()) as txn:
+            if idem:
+                prior = txn.idempotent_result(idem)
+                if prior is not None:
+                    if prior["scope"] != fingerprint:
+                        raise errors.IdempotencyKeyReused()
+                    return json.loads(prior["response"])
+            state = txn.connection(cid) if cid else None
+            if cid and state is None:
+                raise errors.NotFound("No such connection.")
+            if cid and not decisions.may_act(state, caller):
+                self._record_denied(txn, caller, cid, action, trace_id)
+                denied = True
+                answer = None
+            else:
+                decision = decide(txn, state)
+                answer = self._apply(txn, caller, cid, decision, trace_id)
+                if idem:
+                    txn.remember(idem, fingerprint, [], json.dumps(answer))
+        self.ledger.announce(txn.recorded)
+        if denied:
+            raise errors.NotFound("No such connection.")
+        if txn.recorded and cid:
+            self.after_commit(cid)
+        return answer
+
+    def _apply(self, txn, caller, cid, decision, trace_id) -> dict:
+        if decision.events:
+            envs = txn.append(connection_stream(cid), list(decision.events),
+                              meta=make_meta(caller.actor, caller.tenant, trace_id))
+            for act in decision.actions:
+                txn.enqueue(cid, act.kind, act.not_before, envs[-1].seq)
+        return decision.answer if decision.answer is not None else self._public(txn.connection(cid), txn.bindings_of(cid))
+
+    def _record_denied(self, txn, caller: Caller, cid: str, action: str, trace_id) -> None:
+        log.warning("access denied: %s %s tried %s on %s", caller.kind, caller.id, action, cid)
+        txn.append(SECURITY_STREAM, [NewEvent(ev.ACCESS_DENIED, {
+            "connection_id": cid, "action": action,
+            "caller": {"kind": caller.kind, "id": caller.id, "tenant": caller.tenant}})],
+            meta=make_meta(caller.actor, caller.tenant, trace_id))
+
+    # -- commands ----------------------------------------------------------------------------
+    def disconnect(self, caller: Caller, cmd: RequestDisconnect, **kw) -> dict:
+        def decide(txn, state):
+            can_revoke = self.gateway.can_revoke(state.toolkit) if cmd.dry_run else None
+            return decisions.decide_disconnect(state, txn.bindings_of(state.connection_id), cmd,
+                                               txn.now, self.grace_seconds, can_revoke)
+        if cmd.dry_run:
+            kw.pop("idempotency_key", None)
+        return self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
+                           action="disconnect", **kw)
+
+    def restore(self, caller: Caller, cmd: RestoreConnection, **kw) -> dict:
+        def decide(txn, state):
+            open_actions = txn.open_actions(state.connection_id)
+            if any(a.action == "revoke" and a.claimed_until and a.claimed_until > txn.now for a in open_actions):
+                raise errors.GracePeriodExpired("The purge is already under way.")
+            unsent = [a for a in open_actions if a.action == "disable" and not a.claimed_by]
+            decision = decisions.decide_restore(state, txn.now, disable_unsent=bool(unsent))
+            for a in open_actions:
+                if a.action in ("revoke", "delete") or a in unsent:
+                    txn.set_action(a.id, status="cancelled", last_error="cancelled by restore")
+            return decision
+        return self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
+                           action="restore", **kw)
+
+    def bind(self, caller: Caller, cmd: BindAgent, **kw) -> dict:
+        return self._write(caller, cmd.connection_id,
+                           lambda txn, s: decisions.decide_bind(s, txn.bindings_of(s.connection_id), cmd),
+                           fingerprint=_fingerprint(cmd), action="bind", **kw)
+
+    def unbind(self, caller: Caller, cmd: UnbindAgent, **kw) -> dict:
+        return self._write(caller, cmd.connection_id,
+                           lambda txn, s: decisions.decide_unbind(s, txn.bindings_of(s.connection_id), cmd),
+                           fingerprint=_fingerprint(cmd), action="unbind", **kw)
+
+    def start(self, caller: Caller, cmd: StartConnection, *, trace_id=None, idempotency_key=None) -> dict:
+        """Create the account at Composio, then record it; a Composio failure records nothing."""
+        if caller.kind != "user":
+            raise errors.InvalidState("Only a person can start a connection of their own.")
+        idem = f"http:{caller.kind}:{caller.id}:{idempotency_key}" if idempotency_key else None
+        if idem:
+            with self.ledger.store.read() as conn:
+                from .tables import idempotency_keys
+                from sqlalchemy import select
+                prior = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == idem)).first()
+            if prior is not None:
+                return json.loads(prior.response)
+        link = self.gateway.initiate(caller.id, cmd.toolkit, cmd.callback_url, cmd.credentials)
+        data = {"connection_id": link.id, "user_id": caller.id, "tenant": caller.tenant,
+                "toolkit": cmd.toolkit.lower(), "status": link.status}
+        answer = {"connectionId": link.id, "status": link.status, "redirectUrl": link.redirect_url}
+        with self.ledger.store.write(self.ledger.now()) as txn:
+            txn.append(connection_stream(link.id), [NewEvent(ev.INITIATED, data)],
+                       meta=make_meta(caller.actor, caller.tenant, trace_id))
+            if idem:
+                txn.remember(idem, _fingerprint(cmd), [], json.dumps(answer))
+        self.ledger.announce(txn.recorded)
+        return answer
+
+    # -- reads -------------------------------------------------------------------------------
+    @staticmethod
+    def _public(state: ConnectionState, bound: tuple = ()) -> dict:
+        return {"connectionId": state.connection_id, "toolkit": state.toolkit, "status": state.status,
+                "userId": state.user_id, "createdAt": state.created_at, "updatedAt": state.updated_at,
+                "purgeAt": state.purge_at, "lastUsedAt": state.last_used_at,
+                "statusReason": state.status_reason, "agents": [b.agent_id for b in bound]}
+
+    def _read_one(self, cid: str) -> tuple[ConnectionState | None, tuple]:
+        from sqlalchemy import select
+        from .projections import Binding
+        with self.ledger.store.read() as conn:
+            row = conn.execute(select(connections).where(connections.c.connection_id == cid)).first()
+            if row is None:
+                return None, ()
+            rows = conn.execute(select(bindings).where(bindings.c.connection_id == cid)
+                                .order_by(bindings.c.agent_id)).all()
+        return ConnectionState.from_row(row), tuple(Binding.from_row(r) for r in rows)
+
+    def deny(self, caller: Caller, cid: str, action: str, trace_id=None) -> errors.NotFound:
+        """Record the attempt and return the NotFound to raise (the same a missing one gets)."""
+        with self.ledger.store.write(self.ledger.now()) as txn:
+            self._record_denied(txn, caller, cid, action, trace_id)
+        self.ledger.announce(txn.recorded)
+        return errors.NotFound("No such connection.")
+
+    def visible(self, caller: Caller, cid: str, action: str, trace_id=None) -> tuple[ConnectionState, tuple]:
+        """The connection and its bindings if the caller may act on it; else NotFound.
+
+        A connection the ledger never saw is looked up at Composio: if its owner is the
+        caller it is recorded as observed, if it is someone else's the attempt is recorded."""
+        state, bound = self._read_one(cid)
+        if state is None:
+            state = self._observe(caller, cid, action, trace_id)
+        elif not decisions.may_act(state, caller):
+            raise self.deny(caller, cid, action, trace_id)
+        return state, bound
+
+    def _observe(self, caller: Caller, cid: str, action: str, trace_id) -> ConnectionState:
+        try:
+            account = self.gateway.get(cid)
+        except errors.UpstreamNotFound:
+            raise errors.NotFound("No such connection.") from None
+        if caller.kind != "user" or account.user_id != caller.id:
+            raise self.deny(caller, cid, action, trace_id)
+        data = {"connection_id": cid, "user_id": caller.id, "tenant": caller.tenant,
+                "toolkit": account.toolkit, "status": account.status}
+        with self.ledger.store.write(self.ledger.now()) as txn:
+            if txn.connection(cid) is None:
+                txn.append(connection_stream(cid), [NewEvent(ev.OBSERVED, data)],
+                           meta=make_meta(caller.actor, caller.tenant, trace_id))
+            state = txn.connection(cid)
+        self.ledger.announce(txn.recorded)
+        return state
+
+    def get(self, caller: Caller, cid: str, trace_id=None) -> dict:
+        """One connection; while it waits for OAuth, Composio is asked (rate-bound) for news."""
+        state, bound = self.visible(caller, cid, "read", trace_id)
+        if state.status in ("INITIATED", "INITIALIZING") and self._poll_due(cid):
+            state = self._poll(caller, state, trace_id)
+        return self._public(state, bound)
+
+    def _poll_due(self, cid: str) -> bool:
+        from sqlalchemy import insert, select, update
+        from .clock import plus_seconds
+        from .tables import polls
+        with self.ledger.store.write(self.ledger.now()) as txn:
+            row = txn.conn.execute(select(polls.c.polled_at).where(polls.c.connection_id == cid)).first()
+            if row is not None and plus_seconds(row[0], self.poll_interval) > txn.now:
+                return False
+            if row is None:
+                txn.conn.execute(insert(polls).values(connection_id=cid, polled_at=txn.now))
+            else:
+                txn.conn.execute(update(polls).where(polls.c.connection_id == cid).values(polled_at=txn.now))
+        return True
+
+    def _poll(self, caller: Caller, state: ConnectionState, trace_id) -> ConnectionState:
+        try:
+            account = self.gateway.get(state.connection_id)
+        except errors.UpstreamError as exc:
+            log.info("poll of %s failed: %s", state.connection_id, exc.code)
+            return state
+        if account.status == state.status:
+            return state
+        kind = {"ACTIVE": ev.ACTIVATED, "FAILED": ev.FAILED}.get(account.status, ev.STATUS_OBSERVED)
+        data = {"connection_id": state.connection_id, "status": account.status}
+        if account.status_reason:
+            data["reason"] = account.status_reason[:200]
+        with self.ledger.store.write(self.ledger.now()) as txn:
+            current = txn.connection(state.connection_id)
+            if current is not None and current.status == state.status:
+                txn.append(connection_stream(state.connection_id), [NewEvent(kind, data)],
+                           meta=make_meta(caller.actor, caller.tenant, trace_id))
+            state = txn.connection(state.connection_id)
+        self.ledger.announce(txn.recorded)
+        return state
+
+    def _scope(self, q, caller: Caller):
+        if caller.admin:
+            return q.where(connections.c.tenant == caller.tenant)
+        return q.where(connections.c.user_id == caller.id)
+
+    def list(self, caller: Caller, status: str | None = None, toolkit: str | None = None) -> list[dict]:
+        """The caller's connections from the projection, with their agents (two queries)."""
+        from sqlalchemy import select
+        from .projections import Binding
+        q = self._scope(select(connections), caller)
+        if status:
+            q = q.where(connections.c.status == status.upper())
+        if toolkit:
+            q = q.where(connections.c.toolkit == toolkit.lower())
+        with self.ledger.store.read() as conn:
+            rows = conn.execute(q.order_by(connections.c.created_at, connections.c.connection_id)).all()
+            ids = [r.connection_id for r in rows]
+            brows = conn.execute(select(bindings).where(bindings.c.connection_id.in_(ids))
+                                 .order_by(bindings.c.agent_id)).all() if ids else []
+        by_conn: dict = {}
+        for b in brows:
+            by_conn.setdefault(b.connection_id, []).append(Binding.from_row(b))
+        return [self._public(ConnectionState.from_row(r), tuple(by_conn.get(r.connection_id, ())))
+                for r in rows]
+
+    def preflight(self, caller: Caller, toolkits: list[str]) -> dict:
+        """Which of these toolkits are connected (ACTIVE), pending (OAuth under way), missing."""
+        mine = self.list(caller)
+        wanted = [t.lower() for t in toolkits]
+        active = {c["toolkit"] for c in mine if c["status"] == "ACTIVE"}
+        pending = {c["toolkit"] for c in mine if c["status"] in ("INITIATED", "INITIALIZING")} - active
+        return {"connected": [t for t in wanted if t in active],
+                "pending": [t for t in wanted if t in pending],
+                "missing": [t for t in wanted if t not in active and t not in pending],
+                "allReady": all(t in active for t in wanted)}
+
+    def history(self, caller: Caller, cid: str, trace_id=None) -> list[dict]:
+        """The connection's own events, for its owner."""
+        state, _ = self._read_one(cid)
+        if state is None:
+            raise errors.NotFound("No such connection.")
+        if not decisions.may_act(state, caller):
+            raise self.deny(caller, cid, "history", trace_id)
+        return [e.as_dict() for e in self.ledger.read_stream(connection_stream(cid))]
+
+    def agent_connections(self, caller: Caller, agent_id: str) -> list[dict]:
+        """The caller's connections bound to one agent."""
+        from sqlalchemy import select
+        q = self._scope(select(connections).join(bindings, bindings.c.connection_id == connections.c.connection_id)
+                        .where(bindings.c.agent_id == agent_id), caller)
+        with self.ledger.store.read() as conn:
+            rows = conn.execute(q.order_by(connections.c.connection_id)).all()
+        return [self._public(ConnectionState.from_row(r)) for r in rows]
