@@ -81,14 +81,20 @@ class Relay:
 
     # -- running ----------------------------------------------------------------------------
     def run_once(self, connection_id: str | None = None, limit: int = 20) -> int:
-        """Claim and carry out what is due now; returns how many actions were attempted."""
-        done = 0
-        for _ in range(8):  # a revoke makes a delete due at once: follow it within this call
+        """Claim and carry out what is due now; returns how many actions were attempted.
+
+        A completed revoke makes its delete due at once, so that follow-up runs in the same
+        call; a failure waits for its backoff instead of being hammered here."""
+        done, follow = 0, True
+        while follow and done < 10 * limit:
             claimed = self.claim(limit, connection_id)
             if not claimed:
                 break
+            follow = False
             for c in claimed:
-                self._record(c, self._execute(c))
+                outcome = self._execute(c)
+                self._record(c, outcome)
+                follow = follow or bool(outcome.ok and outcome.follow_up)
             done += len(claimed)
         return done
 

@@ -30,8 +30,18 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     register_request_hooks(app)
 
-    from . import ops
-    app.register_blueprint(ops.bp)
+    from .auth import init_auth
+    from .ratelimit import init_limiter
+    from .wiring import wire_services
+    init_auth(app)        # before the limiter, so limits are per caller
+    limiter = init_limiter(app)
+    wire_services(app)
+
+    from . import agents, audit, connections, openapi, ops
+    for blueprint in (connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    for name in ("ops.healthz", "ops.readyz", "openapi.openapi"):
+        limiter.exempt(app.view_functions[name])
 
     from .cli import register_cli
     register_cli(app)

@@ -63,3 +63,131 @@ def replay_cmd(until):
 def register_cli(app: Flask) -> None:
     app.cli.add_command(ledger_cli)
     app.cli.add_command(db_cli)
+
+
+# -- API keys -------------------------------------------------------------------------------
+api_key_cli = AppGroup("api-key", help="Service API keys (only their hashes are stored).")
+ledger_cli.add_command(api_key_cli)
+
+
+@api_key_cli.command("create")
+@click.option("--tenant", required=True)
+@click.option("--scope", "scopes", multiple=True, required=True, help="connections:admin or audit:read")
+@click.option("--name", default=None)
+def api_key_create(tenant, scopes, name):
+    """Create a key; it is printed once, as the last line."""
+    from ledger import apikeys
+    try:
+        record, key = apikeys.create(current_app.extensions["engine"], tenant, list(scopes), name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f"created {record.id} ({record.name}) for tenant {record.tenant} with {' '.join(sorted(record.scopes))}")
+    click.echo("store this key now; it cannot be shown again:")
+    click.echo(key)
+
+
+@api_key_cli.command("list")
+def api_key_list():
+    """List keys (never the keys themselves)."""
+    from ledger import apikeys
+    for k in apikeys.list_keys(current_app.extensions["engine"]):
+        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+        click.echo(f"{k.id}\t{k.name}\t{k.tenant}\t{' '.join(sorted(k.scopes))}\t{k.created_at}\t{state}")
+
+
+@api_key_cli.command("revoke")
+@click.argument("key_id")
+def api_key_revoke(key_id):
+    """Revoke a key by its id."""
+    from ledger import apikeys
+    if not apikeys.revoke(current_app.extensions["engine"], key_id):
+        click.echo(f"no active key {key_id}", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {key_id}")
+
+
+# -- the outbox relay ----------------------------------------------------------------------------
+@ledger_cli.command("relay")
+@click.option("--once", is_flag=True, help="carry out what is due now, then exit")
+@click.option("--interval", type=float, default=1.0, help="seconds to wait when nothing is due")
+@click.option("--sign-every", type=float, default=0.0, help="also sign the head every N seconds (0: never)")
+def relay_cmd(once, interval, sign_every):
+    """Carry out owed Composio actions until SIGTERM (or once)."""
+    import signal
+    import threading
+    relay = current_app.extensions["relay"]
+    if once:
+        click.echo(json.dumps({"attempted": relay.run_once()}))
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"relay {relay.worker_id} running", err=True)
+    relay.run_forever(stop, idle_sleep=interval, on_idle=_head_signer(sign_every))
+    click.echo("relay stopped cleanly", err=True)
+
+
+def _head_signer(every: float):
+    if every <= 0:
+        return None
+    import time
+    app = current_app._get_current_object()
+    state = {"last": 0.0}
+
+    def maybe_sign():
+        if time.monotonic() - state["last"] >= every:
+            state["last"] = time.monotonic()
+            with app.app_context():
+                from .heads import sign_head
+                sign_head(app)
+    return maybe_sign
+
+
+@ledger_cli.group("outbox", invoke_without_command=True)
+@click.pass_context
+def outbox_cmd(ctx):
+    """List pending and dead Composio actions."""
+    if ctx.invoked_subcommand:
+        return
+    from ledger.outbox import list_actions
+    for a in list_actions(current_app.extensions["ledger"]):
+        click.echo(f"{a['id']}\t{a['status']}\t{a['action']}\t{a['connection_id']}\tattempts={a['attempts']}"
+                   f"\tnot_before={a['not_before']}\t{a['last_error'] or ''}")
+
+
+@outbox_cmd.command("retry")
+@click.argument("action_id")
+def outbox_retry(action_id):
+    """Re-queue a dead action to run now."""
+    from ledger.outbox import retry
+    if not retry(current_app.extensions["ledger"], action_id):
+        click.echo(f"no pending or dead action {action_id}", err=True)
+        sys.exit(1)
+    click.echo(f"re-queued {action_id}")
+
+
+# -- development ---------------------------------------------------------------------------
+@ledger_cli.command("dev-token")
+@click.option("--user", required=True)
+@click.option("--org", default=None)
+@click.option("--ttl", type=int, default=3600)
+def dev_token(user, org, ttl):
+    """Print a session token the development server accepts (never in production)."""
+    if current_app.config["LEDGER_ENV"] == "production":
+        click.echo("dev tokens do not exist in production", err=True)
+        sys.exit(1)
+    from .devkeys import DEV_ISSUER, load_or_create_dev_key, mint_dev_token
+    key = load_or_create_dev_key(current_app.instance_path)
+    click.echo(mint_dev_token(key, user, issuer=DEV_ISSUER, org_id=org, ttl_seconds=ttl))
+
+
+@ledger_cli.command("sign-head")
+def sign_head_cmd():
+    """Sign the current head with LEDGER_SIGNING_KEY and record it in the chain."""
+    from .heads import SigningNotConfigured, sign_head
+    try:
+        head = sign_head(current_app)
+    except SigningNotConfigured as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(json.dumps(head))

@@ -33,12 +33,13 @@ DEFAULTS = {
     "RELAY_INLINE": True,                 # run due outbox actions right after the request commits
     "RELAY_MAX_ATTEMPTS": 6,
     "RELAY_BASE_DELAY_SECONDS": 2.0,
+    "RELAY_LEASE_SECONDS": 120.0,         # a claimed action is retried by another relay after this
     "POLL_INTERVAL_SECONDS": 3.0,         # at most one Composio status call per connection per interval
 }
 
 _INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_LENGTH",
          "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS"}
-_FLOATS = {"COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS"}
+_FLOATS = {"COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS"}
 _BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE"}
 
 

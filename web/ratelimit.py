@@ -1,8 +1,49 @@
-"""Rate limits (Flask-Limiter) and their 429 envelope."""
+"""Rate limits per caller (Flask-Limiter), shared across processes when storage is Redis."""
 from __future__ import annotations
 
+import time
+
+from flask import Flask, current_app, g, request
+from flask_limiter import Limiter
+
+from ledger.clock import UTC
 from .errors import envelope
 
 
+def caller_key() -> str:
+    """The person or API key when known (auth runs first), else the client address."""
+    principal = g.get("principal")
+    return principal.rate_key if principal is not None else f"ip:{request.remote_addr}"
+
+
 def too_many(exc):
-    return envelope(429, "RATE_LIMITED", "Too many requests; slow down.")
+    limiter: Limiter = current_app.extensions["limiter_obj"]
+    current = limiter.current_limit
+    now = time.time()
+    reset_at = current.reset_at if current else int(now) + 1
+    retry_after = max(1, int(reset_at - now + 0.999))
+    from datetime import datetime
+    details = {"retry_after": retry_after,
+               "limit": str(current.limit) if current else None,
+               "remaining": current.remaining if current else 0,
+               "reset_at": datetime.fromtimestamp(reset_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    headers = {"Retry-After": str(retry_after)}
+    if current:
+        headers.update({"X-RateLimit-Limit": str(current.limit.amount), "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": str(reset_at),
+                        "RateLimit-Limit": str(current.limit.amount), "RateLimit-Remaining": "0",
+                        "RateLimit-Reset": str(retry_after)})
+    return envelope(429, "RATE_LIMITED", "Too many requests; slow down.", details, headers)
+
+
+def init_limiter(app: Flask) -> Limiter:
+    limiter = Limiter(
+        key_func=caller_key, app=app,
+        default_limits=[app.config["RATELIMIT_DEFAULT"]] if app.config["RATELIMIT_DEFAULT"] else [],
+        storage_uri=app.config["RATELIMIT_STORAGE_URI"],
+        headers_enabled=True, key_prefix=app.config.get("RATELIMIT_KEY_PREFIX", "cl"),
+        # A broken Redis should not take the service down with it; limits resume when it is back.
+        swallow_errors=True,
+    )
+    app.extensions["limiter_obj"] = limiter
+    return limiter

@@ -1,0 +1,108 @@
+"""/api/connections: start, list, read, poll, disconnect, restore, history."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from ledger.commands import RequestDisconnect, RestoreConnection, StartConnection
+from ledger.errors import NotFound
+from ledger.projections import STATUSES
+
+from . import auth
+from .errors import ApiError
+from .schemas import (DisconnectRequest, PreflightRequest, StartConnectionRequest, parse_body,
+                      query_bool, valid_id)
+
+bp = Blueprint("connections", __name__, url_prefix="/api/connections")
+
+
+def _svc():
+    return current_app.extensions["connections"]
+
+
+def _ctx() -> dict:
+    return {"trace_id": g.trace_id, "idempotency_key": request.headers.get("Idempotency-Key") or None}
+
+
+def _checked_id(cid: str) -> str:
+    if not valid_id(cid):
+        raise NotFound("No such connection.")
+    return cid
+
+
+@bp.post("")
+@auth.require_person_or_admin
+def start():
+    """Start connecting a toolkit: OAuth redirect, or ACTIVE at once with credentials."""
+    body = parse_body(StartConnectionRequest)
+    cmd = StartConnection(body.toolkit, body.callbackUrl, body.credentials)
+    return jsonify(_svc().start(auth.current().caller(), cmd, **_ctx())), 201
+
+
+@bp.get("")
+@auth.require_person_or_admin
+def list_connections():
+    """My connections, from the projection (?status=, ?toolkit=)."""
+    status = request.args.get("status")
+    if status and status.upper() not in STATUSES:
+        raise ApiError(422, "VALIDATION_ERROR", "Unknown status.",
+                       [{"loc": ["query", "status"], "msg": f"Input should be one of {sorted(STATUSES)}", "type": "enum"}])
+    data = _svc().list(auth.current().caller(), status, request.args.get("toolkit"))
+    return jsonify({"data": data, "count": len(data)})
+
+
+@bp.post("/preflight")
+@auth.require_person_or_admin
+def preflight():
+    """Are these toolkits connected, pending, or missing?"""
+    body = parse_body(PreflightRequest)
+    return jsonify(_svc().preflight(auth.current().caller(), body.toolkits))
+
+
+@bp.get("/<cid>")
+@auth.require_person_or_admin
+def get_connection(cid):
+    """One connection; while INITIATED, Composio is asked for news (rate-bound)."""
+    return jsonify(_svc().get(auth.current().caller(), _checked_id(cid), trace_id=g.trace_id))
+
+
+@bp.get("/<cid>/history")
+@auth.require_person_or_admin
+def history(cid):
+    """This connection's events, for its owner."""
+    events = _svc().history(auth.current().caller(), _checked_id(cid), trace_id=g.trace_id)
+    return jsonify({"events": events, "count": len(events)})
+
+
+def _disconnect(cid: str, force: bool, immediate: bool, dry_run: bool) -> dict:
+    caller = auth.current().caller()
+    _svc().visible(caller, cid, "disconnect", trace_id=g.trace_id)  # observes a never-seen one of mine
+    return _svc().disconnect(caller, RequestDisconnect(cid, force, immediate, dry_run), **_ctx())
+
+
+@bp.delete("/disconnect")
+@auth.require_person_or_admin
+def disconnect_body():
+    """Disconnect (body form) -> 200 with status, purgeAt and warnings."""
+    body = parse_body(DisconnectRequest)
+    dry_run = body.dryRun or query_bool("dry_run")
+    answer = _disconnect(body.connectionId, body.force, body.immediate, dry_run)
+    return jsonify({"success": True, **answer})
+
+
+@bp.delete("/<cid>")
+@auth.require_person_or_admin
+def disconnect_rest(cid):
+    """Disconnect (REST form, ?force=&immediate=&dry_run=) -> 204."""
+    flags = query_bool("force"), query_bool("immediate"), query_bool("dry_run")
+    answer = _disconnect(_checked_id(cid), *flags)
+    if flags[2]:
+        return jsonify({"success": True, **answer})
+    return "", 204
+
+
+@bp.post("/<cid>/restore")
+@auth.require_person_or_admin
+def restore(cid):
+    """Undo a disconnect inside the grace period."""
+    answer = _svc().restore(auth.current().caller(), RestoreConnection(_checked_id(cid)), **_ctx())
+    return jsonify(answer)

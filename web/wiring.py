@@ -1,0 +1,64 @@
+"""Builds the Composio gateway, the connection service and the relay for one app."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+log = logging.getLogger("web")
+
+
+class LazyGateway:
+    """Builds the real gateway on first use, so start-up never pays for `import composio`."""
+
+    def __init__(self, factory):
+        self._factory, self._gateway, self._lock = factory, None, threading.Lock()
+
+    def __getattr__(self, name):
+        if self._gateway is None:
+            with self._lock:
+                if self._gateway is None:
+                    self._gateway = self._factory()
+        return getattr(self._gateway, name)
+
+
+def _sdk_factory(app: Flask):
+    cfg = app.config
+
+    def build():
+        from ledger.gateway import SdkGateway
+        base_url, api_key = cfg.get("COMPOSIO_BASE_URL"), cfg.get("COMPOSIO_API_KEY")
+        if not api_key:
+            # Development sandbox: a local Composio-compatible server in this process.
+            from web.dev.composio_server import FakeComposio
+            fake = FakeComposio()
+            fake.start()
+            app.extensions["dev_composio"] = fake
+            base_url, api_key = fake.url, "dev-sandbox-key"
+            log.warning("development mode: using the local Composio-compatible server at %s", base_url)
+        return SdkGateway(api_key=api_key, base_url=base_url, user_id_prefix=cfg["COMPOSIO_USER_ID_PREFIX"],
+                          timeout=float(cfg["COMPOSIO_TIMEOUT_SECONDS"]), max_retries=0)
+    return build
+
+
+def wire_services(app: Flask) -> None:
+    from ledger.connections import Connections
+    from ledger.outbox import Relay
+    ledger = app.extensions["ledger"]
+    gateway = LazyGateway(_sdk_factory(app))
+    relay = Relay(ledger, gateway, max_attempts=int(app.config["RELAY_MAX_ATTEMPTS"]),
+                  base_delay=float(app.config["RELAY_BASE_DELAY_SECONDS"]),
+                  lease_seconds=float(app.config["RELAY_LEASE_SECONDS"]))
+
+    def after_commit(connection_id: str) -> None:
+        if not app.config["RELAY_INLINE"]:
+            return
+        try:
+            relay.run_once(connection_id=connection_id)
+        except Exception:  # the relay worker picks it up later; the request already succeeded
+            log.exception("inline relay for %s failed", connection_id)
+
+    app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
+        ledger, gateway, grace_seconds=int(app.config["DISCONNECT_GRACE_SECONDS"]),
+        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit))
