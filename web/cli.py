@@ -6,7 +6,7 @@ import sys
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 ledger_cli = AppGroup("ledger", help="Verify, rebuild and replay the connection ledger.")
 db_cli = AppGroup("db", help="Database migrations.")
@@ -145,6 +145,7 @@ def _head_signer(every: float):
 
 @ledger_cli.group("outbox", invoke_without_command=True)
 @click.pass_context
+@with_appcontext
 def outbox_cmd(ctx):
     """List pending and dead Composio actions."""
     if ctx.invoked_subcommand:

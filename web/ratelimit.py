@@ -21,7 +21,7 @@ def too_many(exc):
     current = limiter.current_limit
     now = time.time()
     reset_at = current.reset_at if current else int(now) + 1
-    retry_after = max(1, int(reset_at - now + 0.999))
+    retry_after = max(1, int(reset_at - now))  # the same rounding Flask-Limiter uses for its header
     from datetime import datetime
     details = {"retry_after": retry_after,
                "limit": str(current.limit) if current else None,

@@ -1,0 +1,197 @@
+"""A person disconnects, sees the warning, undoes it — and after the window Composio holds nothing."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from freezegun import freeze_time
+
+from ledger import envelope as ev
+from tests.web.conftest import events_of
+
+
+def _connected(client, auth, user="alice", toolkit="github"):
+    resp = client.post("/api/connections", json={"toolkit": toolkit, "credentials": {"api_key": "k"}},
+                       headers=auth.user(user))
+    assert resp.status_code == 201
+    return resp.json["connectionId"]
+
+
+def _types(app, cid):
+    return [e.type for e in app.extensions["ledger"].read_stream(f"connection:{cid}")]
+
+
+def _after_window(app, seconds=3601):
+    """Run the relay as if the grace period had passed."""
+    with freeze_time(datetime.now(timezone.utc) + timedelta(seconds=seconds)):
+        return app.extensions["relay"].run_once()
+
+
+@pytest.mark.parametrize("form", ["body", "rest"])
+def test_happy_path_disables_now_then_revokes_and_deletes_after_the_window(client, auth, app, composio, form):
+    cid = _connected(client, auth)
+    if form == "body":
+        resp = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=auth.user("alice"))
+        assert resp.status_code == 200
+        assert resp.json["success"] is True and resp.json["status"] == "DISCONNECTING" and resp.json["purgeAt"]
+    else:
+        resp = client.delete(f"/api/connections/{cid}", headers=auth.user("alice"))
+        assert resp.status_code == 204 and resp.data == b""
+    patches = composio.calls("PATCH", f"/connected_accounts/{cid}/status")
+    assert len(patches) == 1 and patches[0]["json"] == {"enabled": False}
+    assert composio.calls("DELETE") == [] and composio.calls("POST", "/revoke") == []
+    _after_window(app)
+    assert len(composio.calls("POST", f"/connected_accounts/{cid}/revoke")) == 1
+    deletes = composio.calls("DELETE", f"/connected_accounts/{cid}")
+    assert len(deletes) == 1
+    revoke_at = composio.calls().index(composio.calls("POST", "/revoke")[0])
+    assert revoke_at < composio.calls().index(deletes[0]), "the grant is revoked before the account is deleted"
+    assert composio.account(cid) is None
+    assert _types(app, cid)[-5:] == [ev.DISCONNECT_REQUESTED, ev.UPSTREAM_DISABLED, ev.UPSTREAM_REVOKED,
+                                     ev.UPSTREAM_DELETED, ev.DISCONNECT_COMPLETED]
+    revoked = events_of(app, ev.UPSTREAM_REVOKED)[0].data
+    assert revoked["supported"] is True and revoked["revoked"]
+    assert client.get(f"/api/connections/{cid}", headers=auth.user("alice")).json["status"] == "DISCONNECTED"
+
+
+def test_a_toolkit_without_revoke_support_is_recorded_and_still_deleted(client, auth, app, composio):
+    cid = _connected(client, auth, toolkit="no-revoke-toolkit")
+    client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
+    app.extensions["relay"].run_once()
+    revoked = events_of(app, ev.UPSTREAM_REVOKED)[0].data
+    assert revoked["supported"] is False and revoked["revoked"] == []
+    assert len(composio.calls("DELETE", f"/connected_accounts/{cid}")) == 1
+    assert composio.account(cid) is None
+
+
+def test_composio_failing_three_times_then_succeeding_deletes_exactly_once(client, auth, app, composio):
+    cid = _connected(client, auth)
+    composio.fail("DELETE", f"/connected_accounts/{cid}", status=500, times=3)
+    client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
+    relay = app.extensions["relay"]
+    for _ in range(6):
+        relay.run_once()
+    assert len(events_of(app, ev.PROVIDER_ACTION_FAILED)) == 3
+    assert [e.data["attempt"] for e in events_of(app, ev.PROVIDER_ACTION_FAILED)] == [1, 2, 3]
+    assert len(events_of(app, ev.UPSTREAM_DELETED)) == 1
+    assert len(composio.calls("DELETE", f"/connected_accounts/{cid}")) == 4
+    assert client.get(f"/api/connections/{cid}", headers=auth.user("alice")).json["status"] == "DISCONNECTED"
+
+
+def test_composio_always_failing_dead_letters_and_outbox_retry_completes_it(client, auth, app, composio, runner):
+    cid = _connected(client, auth)
+    composio.fail("DELETE", f"/connected_accounts/{cid}", status=503)
+    client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
+    for _ in range(10):
+        app.extensions["relay"].run_once()
+    dead = events_of(app, ev.PROVIDER_ACTION_DEAD_LETTERED)
+    assert len(dead) == 1 and dead[0].data["attempts"] == app.config["RELAY_MAX_ATTEMPTS"]
+    listing = runner.invoke(args=["ledger", "outbox"]).stdout
+    assert "dead" in listing and cid in listing
+    action_id = dead[0].data["action_id"]
+    composio.clear_failures()
+    assert runner.invoke(args=["ledger", "outbox", "retry", action_id]).exit_code == 0
+    app.extensions["relay"].run_once()
+    assert len(events_of(app, ev.UPSTREAM_DELETED)) == 1 and composio.account(cid) is None
+
+
+def test_bound_agents_answer_409_unless_forced_and_then_every_binding_ends(client, auth, app, composio):
+    cid = _connected(client, auth)
+    h = auth.user("alice")
+    for agent in ("agent-a", "agent-b"):
+        client.put(f"/api/agents/{agent}/connections/{cid}", headers=h)
+    resp = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=h)
+    assert resp.status_code == 409 and resp.json["error"]["code"] == "AGENTS_USING_CONNECTION"
+    assert resp.json["error"]["details"]["agents"] == ["agent-a", "agent-b"]
+    assert composio.calls("PATCH") == [] and events_of(app, ev.DISCONNECT_REQUESTED) == []
+    forced = client.delete("/api/connections/disconnect", json={"connectionId": cid, "force": True}, headers=h)
+    assert forced.status_code == 200 and len(forced.json["warnings"]) == 2
+    assert len(events_of(app, ev.AGENT_UNBOUND)) == 2
+    assert client.get("/api/agents/agent-a/connections", headers=h).json["count"] == 0
+
+
+def test_a_dry_run_tells_the_impact_and_changes_nothing(client, auth, app, composio):
+    cid = _connected(client, auth)
+    h = auth.user("alice")
+    client.put(f"/api/agents/agent-a/connections/{cid}", headers=h)
+    before = len(events_of(app))
+    resp = client.delete(f"/api/connections/{cid}?dry_run=true", headers=h)
+    assert resp.status_code == 200
+    assert resp.json["agents"] == ["agent-a"] and resp.json["purgeAt"] and resp.json["canRevoke"] is not None
+    body = client.delete("/api/connections/disconnect", json={"connectionId": cid, "dryRun": True}, headers=h)
+    assert body.json["dryRun"] is True
+    assert len(events_of(app)) == before and composio.calls("PATCH") == []
+
+
+def test_restore_inside_the_window_reenables_and_after_it_is_409(client, auth, app, composio):
+    cid = _connected(client, auth)
+    h = auth.user("alice")
+    client.delete(f"/api/connections/{cid}", headers=h)
+    resp = client.post(f"/api/connections/{cid}/restore", headers=h)
+    assert resp.status_code == 200 and resp.json["status"] == "ACTIVE"
+    enables = composio.calls("PATCH", f"/connected_accounts/{cid}/status")
+    assert [c["json"] for c in enables] == [{"enabled": False}, {"enabled": True}]
+    _after_window(app)
+    assert composio.calls("DELETE") == [] and composio.account(cid) is not None, "a restored connection is never purged"
+    client.delete(f"/api/connections/{cid}", headers=h)
+    with freeze_time(datetime.now(timezone.utc) + timedelta(seconds=3601)):
+        late = client.post(f"/api/connections/{cid}/restore", headers=auth.user("alice"))
+    assert late.status_code == 409 and late.json["error"]["code"] == "GRACE_PERIOD_EXPIRED"
+
+
+def test_a_restore_racing_a_claimed_purge_ends_in_one_consistent_state(client, auth, app, composio):
+    cid = _connected(client, auth)
+    h = auth.user("alice")
+    client.delete(f"/api/connections/{cid}", headers=h)
+    relay = app.extensions["relay"]
+    later = datetime.now(timezone.utc) + timedelta(seconds=3601)
+    with freeze_time(later):
+        claimed = relay.claim()
+    assert [c.action for c in claimed] == ["revoke"]
+    with freeze_time(later - timedelta(seconds=2)):  # a restore whose clock says "still inside"
+        resp = client.post(f"/api/connections/{cid}/restore", headers=auth.user("alice"))
+    assert resp.status_code == 409, "the purge is under way: the restore must not cross it"
+    with freeze_time(later):
+        relay._record(claimed[0], relay._execute(claimed[0]))
+        relay.run_once()
+        assert client.get(f"/api/connections/{cid}", headers=auth.user("alice")).json["status"] == "DISCONNECTED"
+    assert events_of(app, ev.DISCONNECT_CANCELLED) == []
+
+
+def test_repeating_a_disconnect_records_nothing_new_and_answers_the_same(client, auth, app):
+    cid = _connected(client, auth)
+    h = auth.user("alice")
+    first = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=h).json
+    count = len(events_of(app))
+    again = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=h).json
+    assert again["purgeAt"] == first["purgeAt"] and again["status"] == "DISCONNECTING"
+    assert len(events_of(app)) == count
+
+
+def test_an_idempotency_key_makes_a_retry_safe(client, auth, app):
+    cid = _connected(client, auth)
+    h = {**auth.user("alice"), "Idempotency-Key": "retry-1"}
+    client.put(f"/api/agents/agent-a/connections/{cid}", headers=h)
+    one = client.delete(f"/api/agents/agent-a/connections/{cid}", headers={**auth.user("alice"), "Idempotency-Key": "u-1"})
+    two = client.delete(f"/api/agents/agent-a/connections/{cid}", headers={**auth.user("alice"), "Idempotency-Key": "u-1"})
+    assert one.status_code == two.status_code == 204
+    assert len(events_of(app, ev.AGENT_UNBOUND)) == 1
+
+
+def test_disconnect_while_composio_is_down_still_answers_and_completes_later(client, auth, app, composio):
+    cid = _connected(client, auth)
+    composio.fail("PATCH", "/status", status=503)
+    resp = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=auth.user("alice"))
+    assert resp.status_code == 200 and resp.json["status"] == "DISCONNECTING"
+    assert len(events_of(app, ev.PROVIDER_ACTION_FAILED)) == 1
+    composio.clear_failures()
+    app.extensions["relay"].run_once()
+    assert len(events_of(app, ev.UPSTREAM_DISABLED)) == 1
+    assert composio.account(cid)["status"] == "INACTIVE"
+
+
+def test_person_b_cannot_disconnect_a_connection_of_person_a(client, auth, app, composio):
+    cid = _connected(client, auth)
+    before = len(composio.calls())
+    resp = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=auth.user("bob"))
+    assert resp.status_code == 404
+    assert len(composio.calls()) == before and len(events_of(app, ev.ACCESS_DENIED)) == 1
+    assert events_of(app, ev.DISCONNECT_REQUESTED) == []
