@@ -59,6 +59,25 @@ def wire_services(app: Flask) -> None:
         except Exception:  # the relay worker picks it up later; the request already succeeded
             log.exception("inline relay for %s failed", connection_id)
 
+    if app.config["LEDGER_ENV"] == "development" and not app.config.get("COMPOSIO_API_KEY"):
+        _relay_in_process_when_serving(app, relay)
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
         ledger, gateway, grace_seconds=int(app.config["DISCONNECT_GRACE_SECONDS"]),
         poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit))
+
+
+def _relay_in_process_when_serving(app: Flask, relay) -> None:
+    """Sandbox mode: a relay thread starts with the first request, so purges happen without a
+    separate worker. (CLI commands never serve a request, so they never start it.)"""
+    started = threading.Event()
+
+    def start_once():
+        if started.is_set():
+            return
+        started.set()
+        stop = threading.Event()
+        app.extensions["dev_relay_stop"] = stop
+        threading.Thread(target=relay.run_forever, args=(stop, 1.0), name="dev-relay", daemon=True).start()
+        log.warning("development mode: outbox relay running in-process")
+
+    app.before_request(start_once)
