@@ -18,7 +18,7 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 
 ## run: the service on the embedded SQLite default (migrations applied at start)
 run: $(BIN)/.installed
-	$(BIN)/flask --app wsgi run --port $(PORT)
+	RELAY_IN_PROCESS=$${RELAY_IN_PROCESS:-true} $(BIN)/flask --app wsgi run --port $(PORT)
 
 ## test: the whole suite (SQLite; PostgreSQL too when TEST_DATABASE_URL is set)
 test: $(BIN)/.installed

@@ -30,7 +30,8 @@ DEFAULTS = {
     "LEDGER_SIGNING_KEY": None,
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "AUTO_MIGRATE": True,
-    "RELAY_INLINE": True,                 # run due outbox actions right after the request commits
+    "RELAY_INLINE": True,
+    "RELAY_IN_PROCESS": False,            # a relay thread inside the web process (the sandbox: `make run`)                 # run due outbox actions right after the request commits
     "RELAY_MAX_ATTEMPTS": 6,
     "RELAY_BASE_DELAY_SECONDS": 2.0,
     "RELAY_LEASE_SECONDS": 120.0,         # a claimed action is retried by another relay after this
@@ -40,7 +41,7 @@ DEFAULTS = {
 _INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_LENGTH",
          "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS"}
 _FLOATS = {"COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS"}
-_BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE"}
+_BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE", "RELAY_IN_PROCESS"}
 
 
 def _parse(name: str, raw):

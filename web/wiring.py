@@ -59,7 +59,7 @@ def wire_services(app: Flask) -> None:
         except Exception:  # the relay worker picks it up later; the request already succeeded
             log.exception("inline relay for %s failed", connection_id)
 
-    if app.config["LEDGER_ENV"] == "development" and not app.config.get("COMPOSIO_API_KEY"):
+    if app.config["RELAY_IN_PROCESS"] and app.config["LEDGER_ENV"] == "development":
         _relay_in_process_when_serving(app, relay)
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
         ledger, gateway, grace_seconds=int(app.config["DISCONNECT_GRACE_SECONDS"]),
@@ -67,8 +67,8 @@ def wire_services(app: Flask) -> None:
 
 
 def _relay_in_process_when_serving(app: Flask, relay) -> None:
-    """Sandbox mode: a relay thread starts with the first request, so purges happen without a
-    separate worker. (CLI commands never serve a request, so they never start it.)"""
+    """Sandbox mode (`make run`): a relay thread starts with the first request, so purges
+    happen without a separate worker. CLI commands never serve a request, so never start it."""
     started = threading.Event()
 
     def start_once():
