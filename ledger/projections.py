@@ -167,6 +167,10 @@ def evolve_connection(state: ConnectionState | None, env: Envelope) -> Connectio
 
 # --- agent bindings ----------------------------------------------------------------------
 
+# The only event types evolve_bindings reacts to: the store skips loading bindings otherwise.
+BINDING_EVENT_TYPES = frozenset({ev.AGENT_BOUND, ev.AGENT_UNBOUND, ev.DISCONNECT_COMPLETED, ev.UPSTREAM_MISSING})
+
+
 def evolve_bindings(state: tuple, env: Envelope, tenant: str = "") -> tuple:
     """One connection's bindings after `env` (pure). A finished connection keeps none."""
     if env.type == ev.AGENT_BOUND:

@@ -23,7 +23,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from . import errors
 from .chain import GENESIS_HASH, ChainWalker, canonical_json, envelope_text, link
 from .envelope import Envelope, NewEvent
-from .projections import Binding, ConnectionState, Projection, evolve_bindings, evolve_connection
+from .projections import (BINDING_EVENT_TYPES, Binding, ConnectionState, Projection, evolve_bindings,
+                          evolve_connection)
 from .tables import bindings, connections, events, idempotency_keys, ledger_head, outbox
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
@@ -191,6 +192,8 @@ class WriteTxn:
             if after is not before:
                 self._states[cid] = after
                 self._dirty.add(("c", cid, before is None))
+            if env.type not in BINDING_EVENT_TYPES:
+                continue  # evolve_bindings would return the state unchanged: skip the read
             old_b = self.bindings_of(cid)
             new_b = evolve_bindings(old_b, env, after.tenant if after else "")
             if new_b is not old_b:
