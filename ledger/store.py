@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from . import errors
 from .chain import GENESIS_HASH, ChainWalker, canonical_json, envelope_text, link
 from .envelope import Envelope, NewEvent
+from .hotsql import HotSQL
 from .projections import (BINDING_EVENT_TYPES, Binding, ConnectionState, Projection, evolve_bindings,
                           evolve_connection)
 from .tables import bindings, connections, events, idempotency_keys, ledger_head, outbox
@@ -87,12 +88,21 @@ class WriteTxn:
     _bindings: dict = field(default_factory=dict)   # connection_id -> tuple[Binding]
     _dirty: set = field(default_factory=set)
     _enqueued: int = 0
+    hot: HotSQL | None = None
+    _cursor: object = None
+
+    @property
+    def cur(self):
+        """The driver's cursor, inside this same transaction (see ledger/hotsql.py)."""
+        if self._cursor is None:
+            self._cursor = self.conn.connection.driver_connection.cursor()
+        return self._cursor
 
     # -- state the decisions read (cached, and written back once at the end) --
     def connection(self, cid: str) -> ConnectionState | None:
         if cid not in self._states:
-            row = self.conn.execute(select(connections).where(connections.c.connection_id == cid)).first()
-            self._states[cid] = ConnectionState.from_row(row) if row else None
+            row = self.hot.one(self.cur, "connection", {"cid": cid})
+            self._states[cid] = ConnectionState(*row) if row else None
         return self._states[cid]
 
     def bindings_of(self, cid: str) -> tuple:
@@ -103,12 +113,12 @@ class WriteTxn:
         return self._bindings[cid]
 
     def stream_version(self, stream: str) -> int:
-        v = self.conn.execute(select(func.max(events.c.version)).where(events.c.stream == stream)).scalar()
-        return v or 0
+        row = self.hot.one(self.cur, "stream_version", {"stream": stream})
+        return (row[0] if row else 0) or 0
 
     def idempotent_result(self, key: str):
-        row = self.conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).first()
-        return row._mapping if row else None
+        row = self.hot.one(self.cur, "idempotency", {"key": key})
+        return dict(zip(("key", "scope", "first_seq", "last_seq", "response"), row)) if row else None
 
     def append(self, stream: str, new: list[NewEvent], expected_version: int | None = None,
                meta: dict | None = None, idempotency_key: str | None = None,
@@ -124,7 +134,7 @@ class WriteTxn:
                                           stream=stream, actual=current, expected=expected_version)
         envs = self._seal(stream, current, new, meta or {}, idempotency_key)
         if envs:
-            self.conn.execute(insert(events), [_env_row(e) for e in envs])
+            self.hot.many(self.cur, "insert_event", [_env_row(e) for e in envs])
             self._project(envs)
             self.recorded.extend(envs)
         if idempotency_key:
@@ -211,9 +221,8 @@ class WriteTxn:
 
     def _write_connection(self, cid: str) -> None:
         row = self._states[cid].row()
-        done = self.conn.execute(update(connections).where(connections.c.connection_id == cid).values(**row))
-        if done.rowcount == 0:
-            self.conn.execute(insert(connections).values(**row))
+        if self.hot.run(self.cur, "update_connection", row) == 0:
+            self.hot.run(self.cur, "insert_connection", row)
 
     def _write_bindings(self, cid: str) -> None:
         self.conn.execute(delete(bindings).where(bindings.c.connection_id == cid))
@@ -241,6 +250,8 @@ class EventStore:
         self.dialect = engine.dialect.name
         self._thread_lock = threading.Lock()
         self._lock_path = self._sqlite_lock_path(engine)
+        self.hot = HotSQL(self.dialect)
+        self._dbapi = engine.dialect.loaded_dbapi  # the hot path's cursor raises driver errors
         self._lock_fd: int | None = None
 
     @staticmethod
@@ -261,18 +272,17 @@ class EventStore:
             try:
                 with self.engine.connect().execution_options(ledger_write=True) as conn:
                     with conn.begin():
-                        seq, h = self._lock_head(conn, lock_head)
-                        txn = WriteTxn(conn, seq, h, now)
+                        txn = WriteTxn(conn, 0, GENESIS_HASH, now, hot=self.hot)
+                        txn.head_seq, txn.head_hash = seq, h = self._lock_head(txn, lock_head)
                         yield txn
                         txn.flush()
                         if txn.head_seq != seq:
                             if not lock_head:
                                 raise RuntimeError("appended without holding the chain lock")
-                            conn.execute(update(ledger_head).where(ledger_head.c.id == 1)
-                                         .values(seq=txn.head_seq, hash=txn.head_hash))
-            except IntegrityError as exc:
+                            self.hot.run(txn.cur, "update_head", {"seq": txn.head_seq, "hash": txn.head_hash})
+            except (IntegrityError, self._dbapi.IntegrityError) as exc:
                 raise errors.ConcurrencyError("a concurrent write won; retry") from exc
-            except OperationalError as exc:
+            except (OperationalError, self._dbapi.OperationalError) as exc:
                 raise errors.StorageError("the database is unavailable") from exc
 
     @contextmanager
@@ -299,11 +309,8 @@ class EventStore:
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _lock_head(self, conn: Connection, lock: bool = True) -> tuple[int, str]:
-        q = select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)
-        if self.dialect == "postgresql" and lock:
-            q = q.with_for_update()
-        row = conn.execute(q).first()
+    def _lock_head(self, txn: WriteTxn, lock: bool = True) -> tuple[int, str]:
+        row = self.hot.one(txn.cur, "head_locked" if self.dialect == "postgresql" and lock else "head")
         if row is None:
             raise errors.StorageError("the ledger is not initialised (run the migrations)")
         return row[0], row[1]
