@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -19,7 +20,8 @@ ENVELOPE_FIELDS = (
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
-_str = json.JSONEncoder(ensure_ascii=False).encode
+# The C string encoder json.dumps(ensure_ascii=False) itself uses, minus its per-call set-up.
+_str = json.encoder.encode_basestring
 
 
 def canonical_json(value: Any) -> str:
@@ -40,13 +42,12 @@ def envelope_text(*, seq: int, stream: str, version: int, type: str, schema: int
     Equal to canonical_json(envelope) whenever data_json and meta_json are canonical; it
     skips re-parsing the stored payloads, which is what keeps verify() and append() fast.
     """
-    return (
-        '{"data":' + data_json + ',"meta":' + meta_json
-        + ',"occurred_at":' + _str(occurred_at) + ',"prev_hash":' + _str(prev_hash)
-        + ',"recorded_at":' + _str(recorded_at) + ',"schema":' + str(int(schema))
-        + ',"seq":' + str(int(seq)) + ',"stream":' + _str(stream)
-        + ',"type":' + _str(type) + ',"version":' + str(int(version)) + "}"
-    )
+    return _ENVELOPE % (data_json, meta_json, _str(occurred_at), _str(prev_hash), _str(recorded_at),
+                        int(schema), int(seq), _str(stream), _str(type), int(version))
+
+
+_ENVELOPE = ('{"data":%s,"meta":%s,"occurred_at":%s,"prev_hash":%s,"recorded_at":%s,'
+             '"schema":%d,"seq":%d,"stream":%s,"type":%s,"version":%d}')
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,16 @@ class ChainWalker:
             self.prev_seq, self.prev_hash = seq - 1, prev_hash
         expected = self.prev_seq + 1
         if seq != expected:
-            return self._fail(min(seq, expected), "seq out of order or missing")
+            return self.fail(min(seq, expected), "seq out of order or missing")
         if prev_hash != self.prev_hash:
-            return self._fail(seq, "prev_hash does not match the previous event")
+            return self.fail(seq, "prev_hash does not match the previous event")
         if link(prev_hash, text) != stored_hash:
-            return self._fail(seq, "hash does not match the content")
+            return self.fail(seq, "hash does not match the content")
         self.prev_seq, self.prev_hash = seq, stored_hash
         self.checked += 1
         return True
 
-    def _fail(self, seq: int, reason: str) -> bool:
+    def fail(self, seq: int, reason: str) -> bool:
         self.bad_seq, self.reason = seq, reason
         return False
 

@@ -28,6 +28,8 @@ _STATEMENTS = {
         ", ".join(f"{c} = :{c}" for c in CONNECTION_COLUMNS if c != "connection_id")),
     "insert_connection": "INSERT INTO connections ({}) VALUES ({})".format(
         ", ".join(CONNECTION_COLUMNS), ", ".join(":" + c for c in CONNECTION_COLUMNS)),
+    "scan": "SELECT {} FROM events WHERE seq > :after AND seq <= :until_seq AND recorded_at <= :until_time "
+            "ORDER BY seq".format(", ".join(EVENT_COLUMNS)),
     "idempotency": "SELECT key, scope, first_seq, last_seq, response FROM idempotency_keys WHERE key = :key",
 }
 _NAMED = re.compile(r":([a-z_]+)")

@@ -6,7 +6,7 @@ from typing import Callable, Iterable
 
 from . import clock as _clock
 from .envelope import SYSTEM, Actor, Envelope, NewEvent
-from .projections import Projection, replay
+from .projections import Projection
 from .signals import event_recorded
 from .store import EventStore
 
@@ -71,4 +71,4 @@ class Ledger:
 
     def state_as_of(self, seq: int | None = None, time: str | None = None) -> Projection:
         """Every projection as of a seq or a recorded time, replayed in memory."""
-        return replay(self.store.iter_envelopes(0, until_seq=seq, until_time=time))
+        return self.store.replay(until_seq=seq, until_time=time)

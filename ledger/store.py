@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from orjson import loads as _loads  # 3-4x the stdlib's parse speed; hashing still uses stdlib json
+
 from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -24,8 +26,8 @@ from . import errors
 from .chain import GENESIS_HASH, ChainWalker, canonical_json, envelope_text, link
 from .envelope import Envelope, NewEvent
 from .hotsql import HotSQL
-from .projections import (BINDING_EVENT_TYPES, Binding, ConnectionState, Projection, evolve_bindings,
-                          evolve_connection)
+from .projections import (BINDING_EVENT_TYPES, META_READERS, Binding, ConnectionState, Projection, evolve_bindings,
+                          evolve_connection, replay)
 from .tables import bindings, connections, events, idempotency_keys, ledger_head, outbox
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
@@ -69,10 +71,15 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _row_for_replay(r) -> Envelope:
+    """A lighter Envelope for projections: meta is parsed only where a projection reads it."""
+    meta = _loads(r[6]) if r[3] in META_READERS else {}
+    return Envelope(r[0], r[1], r[2], r[3], r[4], _loads(r[5]), meta, r[7], r[8], r[9], r[10], r[5], r[6])
+
+
 def _row_to_envelope(r) -> Envelope:
-    import json
     return Envelope(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
-                    data=json.loads(r[5]), meta=json.loads(r[6]), occurred_at=r[7],
+                    data=_loads(r[5]), meta=_loads(r[6]), occurred_at=r[7],
                     recorded_at=r[8], prev_hash=r[9], hash=r[10], data_json=r[5], meta_json=r[6])
 
 
@@ -335,19 +342,35 @@ class EventStore:
 
     def iter_rows(self, after: int = 0, until_seq: int | None = None, until_time: str | None = None,
                   page: int = PAGE) -> Iterator[tuple]:
-        """Raw event rows in seq order, fetched in pages (constant memory)."""
-        while True:
-            q = select(*_EVENT_COLS).where(events.c.seq > after)
-            if until_seq is not None:
-                q = q.where(events.c.seq <= until_seq)
-            if until_time is not None:
-                q = q.where(events.c.recorded_at <= until_time)
-            with self.read() as conn:
-                rows = conn.execute(q.order_by(events.c.seq).limit(page)).all()
-            yield from rows
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
+        """Raw event rows in seq order, streamed by the driver in constant memory: one
+        statement (one consistent snapshot); a server-side cursor on PostgreSQL."""
+        params = {"after": after, "until_seq": until_seq if until_seq is not None else 2 ** 62,
+                  "until_time": until_time or "9999"}
+        raw = self.engine.raw_connection()
+        driver = raw.driver_connection
+        try:
+            if self.dialect == "postgresql":
+                cur = driver.cursor(name="ledger_scan_" + uuid.uuid4().hex[:12])
+                cur.itersize = page
+            else:
+                cur = driver.cursor()
+                cur.arraysize = page
+            cur.execute(self.hot.sql["scan"], params)
+            while True:
+                rows = cur.fetchmany(page)
+                if not rows:
+                    break
+                yield from rows
+            cur.close()
+        finally:
+            try:
+                driver.rollback()
+            finally:
+                raw.close()
+
+    def replay(self, until_seq: int | None = None, until_time: str | None = None) -> Projection:
+        """Every projection folded from seq 1 up to a seq or a recorded time, in memory."""
+        return replay(_row_for_replay(r) for r in self.iter_rows(0, until_seq, until_time))
 
     def iter_envelopes(self, after: int = 0, until_seq: int | None = None,
                        until_time: str | None = None) -> Iterator[Envelope]:
@@ -394,9 +417,13 @@ class EventStore:
             walker = ChainWalker()
         after = (from_seq - 1) if from_seq else 0
         for r in self.iter_rows(after, until_seq=to_seq):
-            text = envelope_text(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
-                                 data_json=r[5], meta_json=r[6], occurred_at=r[7],
-                                 recorded_at=r[8], prev_hash=r[9])
+            try:
+                text = envelope_text(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
+                                     data_json=r[5], meta_json=r[6], occurred_at=r[7],
+                                     recorded_at=r[8], prev_hash=r[9])
+            except (TypeError, ValueError):  # a column edited into something not even well-typed
+                walker.fail(r[0], "a stored field has the wrong type")
+                break
             if not walker.feed(r[0], r[9], text, r[10]):
                 break
         result = walker.result()
@@ -419,16 +446,9 @@ class EventStore:
         already equalled it."""
         with self.write(now) as txn:
             live = self._projection_rows(txn.conn)
-            projection = Projection()
-            after = 0
-            while True:
-                rows = txn.conn.execute(select(*_EVENT_COLS).where(events.c.seq > after)
-                                        .order_by(events.c.seq).limit(PAGE)).all()
-                for r in rows:
-                    projection.apply(_row_to_envelope(r))
-                if len(rows) < PAGE:
-                    break
-                after = rows[-1][0]
+            # Read on another connection: we hold the writers' lock, so nothing can be appended
+            # between this scan and the swap below.
+            projection = replay(_row_for_replay(r) for r in self.iter_rows())
             same = live == (projection.connection_rows(), projection.binding_rows())
             txn.conn.execute(delete(bindings))
             txn.conn.execute(delete(connections))
