@@ -8,7 +8,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from .clock import iso, now
 from .tables import api_keys
@@ -56,10 +56,34 @@ def find(engine, key: str) -> ApiKey | None:
     if not key or not key.startswith(PREFIX) or len(key) > 200:
         return None
     with engine.connect() as conn:
-        r = conn.execute(select(api_keys).where(api_keys.c.key_hash == digest(key))).first()
+        r = conn.execute(_BY_HASH, {"h": digest(key)}).first()
     if r is None or r.revoked_at is not None:
         return None
     return _from_row(r)
+
+
+class KeyCache:
+    """Remembers lookups for `ttl` seconds: a service's every request need not hit the
+    database. The price: a revoked key keeps working for at most `ttl` seconds in each process."""
+
+    def __init__(self, engine, ttl: float = 5.0, size: int = 1024):
+        self.engine, self.ttl, self.size = engine, ttl, size
+        self._seen: dict[str, tuple[float, ApiKey | None]] = {}
+
+    def find(self, key: str) -> ApiKey | None:
+        import time
+        now = time.monotonic()
+        hit = self._seen.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        found = find(self.engine, key)
+        if len(self._seen) >= self.size:
+            self._seen.clear()
+        self._seen[key] = (now, found)
+        return found
+
+
+_BY_HASH = select(api_keys).where(api_keys.c.key_hash == bindparam("h"))
 
 
 def list_keys(engine) -> list[ApiKey]:

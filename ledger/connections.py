@@ -156,15 +156,7 @@ class Connections:
                 "statusReason": state.status_reason, "agents": [b.agent_id for b in bound]}
 
     def _read_one(self, cid: str) -> tuple[ConnectionState | None, tuple]:
-        from sqlalchemy import select
-        from .projections import Binding
-        with self.ledger.store.read() as conn:
-            row = conn.execute(select(connections).where(connections.c.connection_id == cid)).first()
-            if row is None:
-                return None, ()
-            rows = conn.execute(select(bindings).where(bindings.c.connection_id == cid)
-                                .order_by(bindings.c.agent_id)).all()
-        return ConnectionState.from_row(row), tuple(Binding.from_row(r) for r in rows)
+        return self.ledger.store.read_connection(cid)
 
     def deny(self, caller: Caller, cid: str, action: str, trace_id=None) -> errors.NotFound:
         """Record the attempt and return the NotFound to raise (the same a missing one gets)."""

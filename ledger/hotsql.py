@@ -30,6 +30,8 @@ _STATEMENTS = {
         ", ".join(CONNECTION_COLUMNS), ", ".join(":" + c for c in CONNECTION_COLUMNS)),
     "scan": "SELECT {} FROM events WHERE seq > :after AND seq <= :until_seq AND recorded_at <= :until_time "
             "ORDER BY seq".format(", ".join(EVENT_COLUMNS)),
+    "bindings_of": "SELECT agent_id, connection_id, tenant, bound_at, bound_by FROM bindings "
+                   "WHERE connection_id = :cid ORDER BY agent_id",
     "idempotency": "SELECT key, scope, first_seq, last_seq, response FROM idempotency_keys WHERE key = :key",
 }
 _NAMED = re.compile(r":([a-z_]+)")

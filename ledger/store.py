@@ -328,6 +328,22 @@ class EventStore:
             row = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)).first()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
+    def read_connection(self, cid: str) -> tuple[ConnectionState | None, tuple]:
+        """One connection's projection row and bindings: the status-read hot path, two
+        statements on the driver's cursor (see ledger/hotsql.py)."""
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.driver_connection.cursor()
+            row = self.hot.one(cur, "connection", {"cid": cid})
+            if row is None:
+                return None, ()
+            cur.execute(self.hot.sql["bindings_of"], {"cid": cid})
+            bound = tuple(Binding(*b) for b in cur.fetchall())
+            return ConnectionState(*row), bound
+        finally:
+            raw.driver_connection.rollback()
+            raw.close()
+
     def read_stream(self, stream: str) -> list[Envelope]:
         with self.read() as conn:
             rows = conn.execute(select(*_EVENT_COLS).where(events.c.stream == stream).order_by(events.c.version)).all()

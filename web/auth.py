@@ -45,7 +45,7 @@ def _read_credentials() -> None:
     key = request.headers.get("X-Api-Key")
     header = request.headers.get("Authorization", "")
     if key is not None:
-        found = apikeys.find(current_app.extensions["engine"], key.strip())
+        found = current_app.extensions["api_keys"].find(key.strip())
         if found is None:
             g.auth_error = _unauthenticated("INVALID_API_KEY", "The API key is not valid.")
             return
@@ -124,4 +124,5 @@ def build_verifier(app: Flask):
 
 def init_auth(app: Flask) -> None:
     app.extensions["clerk"] = build_verifier(app)
+    app.extensions["api_keys"] = apikeys.KeyCache(app.extensions["engine"], ttl=float(app.config["API_KEY_CACHE_SECONDS"]))
     app.before_request(_read_credentials)

@@ -29,6 +29,7 @@ DEFAULTS = {
     "RATELIMIT_DEFAULT": "300 per minute",
     "LEDGER_SIGNING_KEY": None,
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    "API_KEY_CACHE_SECONDS": 5.0,         # a revoked key stops working within this many seconds
     "AUTO_MIGRATE": True,
     "RELAY_INLINE": True,
     "RELAY_IN_PROCESS": False,            # a relay thread inside the web process (the sandbox: `make run`)                 # run due outbox actions right after the request commits
@@ -40,7 +41,7 @@ DEFAULTS = {
 
 _INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_LENGTH",
          "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS"}
-_FLOATS = {"COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS"}
+_FLOATS = {"API_KEY_CACHE_SECONDS", "COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS"}
 _BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE", "RELAY_IN_PROCESS"}
 
 

@@ -44,7 +44,7 @@ def app_config(db_url, composio, jwks, **overrides) -> dict:
         "CLERK_JWKS_URL": jwks.url, "CLERK_ISSUER": ISSUER, "CLERK_AUTHORIZED_PARTIES": AUTHORIZED_PARTY,
         "COMPOSIO_WEBHOOK_SECRET": "whsec-test-secret",
         "RATELIMIT_DEFAULT": "10000 per minute", "DISCONNECT_GRACE_SECONDS": 3600,
-        "RELAY_BASE_DELAY_SECONDS": 0.0, "POLL_INTERVAL_SECONDS": 3.0,
+        "RELAY_BASE_DELAY_SECONDS": 0.0, "POLL_INTERVAL_SECONDS": 3.0, "API_KEY_CACHE_SECONDS": 0.0,
     }
     config.update(overrides)
     return config

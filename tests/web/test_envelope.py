@@ -115,3 +115,15 @@ def test_openapi_documents_every_endpoint_and_the_error_envelope(client):
     assert "connectionId" in schemas["DisconnectRequest"]["required"]
     assert schemas["DisconnectRequest"]["additionalProperties"] is False
     assert "ErrorEnvelope" in schemas
+
+
+def test_a_revoked_key_stops_working_once_the_lookup_cache_expires(make_app, auth):
+    import time
+    from ledger import apikeys
+    app = make_app(API_KEY_CACHE_SECONDS=0.3)
+    record, key = apikeys.create(app.extensions["engine"], "acme", ["audit:read"], "cached")
+    client = app.test_client()
+    assert client.get("/audit/verify", headers={"X-Api-Key": key}).status_code == 200
+    apikeys.revoke(app.extensions["engine"], record.id)
+    time.sleep(0.4)
+    assert client.get("/audit/verify", headers={"X-Api-Key": key}).status_code == 401
