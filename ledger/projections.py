@@ -6,7 +6,7 @@ envelope's type with a dict. An unknown type, or anything after DISCONNECTED, ch
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable
 
 from . import envelope as ev
@@ -39,7 +39,7 @@ class ConnectionState:
     last_used_at: str | None = None
 
     def row(self) -> dict:
-        return asdict(self)
+        return dict(self.__dict__)  # flat fields: asdict's recursive deep copy is wasted work
 
     @classmethod
     def from_row(cls, row) -> "ConnectionState":
@@ -57,7 +57,7 @@ class Binding:
     bound_by: str
 
     def row(self) -> dict:
-        return asdict(self)
+        return dict(self.__dict__)
 
     @classmethod
     def from_row(cls, row) -> "Binding":
