@@ -1,0 +1,183 @@
+"""The offline auditor: verify an export and replay it, with no database and no Flask.
+
+    python -m ledger.audit verify-export FILE [--expect-head SEQ:HASH] [--public-key K] [--heads FILE]
+    python -m ledger.audit state FILE --as-of SEQ_OR_ISO_TIME
+
+An export is NDJSON, one envelope per line; each line's hash must equal
+sha256(prev_hash + "\\n" + canonical_json(line without "hash")), from 64 zeros at seq 1. The
+file is streamed line by line, so a million-event export needs no more memory than one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Iterator
+
+from .chain import GENESIS_HASH, ChainWalker, canonical_json
+from .clock import normalize_iso
+from .envelope import HEAD_SIGNED, Envelope
+from .projections import replay
+
+_FIELDS = ("seq", "stream", "version", "type", "schema", "data", "meta", "occurred_at",
+           "recorded_at", "prev_hash", "hash")
+
+
+class BadLine(Exception):
+    def __init__(self, line: int, seq: int | None, reason: str):
+        super().__init__(reason)
+        self.line, self.seq, self.reason = line, seq, reason
+
+
+def _open(path: str):
+    return sys.stdin if path == "-" else open(path, encoding="utf-8")
+
+
+def checked_envelopes(path: str, until_seq: int | None = None, until_time: str | None = None,
+                      on_hash=None) -> Iterator[dict]:
+    """Parsed lines whose chain checks out, in order; BadLine at the first one that does not."""
+    walker: ChainWalker | None = None
+    with _open(path) as f:
+        for number, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            expected = walker.prev_seq + 1 if walker else None
+            try:
+                env = json.loads(text)
+                if not isinstance(env, dict) or any(k not in env for k in _FIELDS):
+                    raise ValueError("missing fields")
+                seq = int(env["seq"])
+            except (ValueError, TypeError):
+                raise BadLine(number, expected, "not a complete JSON envelope") from None
+            if (until_seq is not None and seq > until_seq) or (until_time and env["recorded_at"] > until_time):
+                return
+            if walker is None:  # a range export starts mid-chain: its first prev_hash is taken as given
+                walker = ChainWalker() if seq == 1 else ChainWalker(None, None)
+            body = {k: v for k, v in env.items() if k != "hash"}
+            if not walker.feed(seq, str(env["prev_hash"]), canonical_json(body), str(env["hash"])):
+                raise BadLine(number, walker.bad_seq, walker.reason)
+            if on_hash:
+                on_hash(seq, env["hash"])
+            yield env
+
+
+class HeadChecks:
+    """Published heads and signed heads the export must agree with."""
+
+    def __init__(self, expect: tuple[int, str] | None, public_key, beside: list[dict]):
+        self.expect, self.key = expect, public_key
+        self.pending = {int(h["seq"]): h for h in beside}   # signed heads given beside the export
+        self.seen_expect = expect is None
+        self.signed_checked = 0
+        self.last_hash: tuple[int, str] = (0, GENESIS_HASH)
+
+    def on_hash(self, seq: int, hash_: str) -> None:
+        if self.expect and seq == self.expect[0]:
+            if hash_ != self.expect[1]:
+                raise BadLine(0, seq, "the export does not extend the published head")
+            self.seen_expect = True
+        head = self.pending.pop(seq, None)
+        if head is not None:
+            self._check(head, seq, hash_)
+        self.last_hash = (seq, hash_)
+
+    def on_envelope(self, env: dict) -> None:
+        if env["type"] != HEAD_SIGNED or self.key is None:
+            return  # without the public key a head proves nothing: anyone can write one
+        head = env["data"]
+        seq = int(head.get("seq", -1))
+        # A signed head names the head just before its own event: that line's hash.
+        self._check(head, seq, env["prev_hash"] if seq == env["seq"] - 1 else None)
+
+    def _check(self, head: dict, seq: int, chain_hash: str | None) -> None:
+        from .signing import verify_head
+        if self.key is not None and not verify_head(self.key, head):
+            raise BadLine(0, seq, f"the signed head at seq {seq} has a bad signature")
+        if chain_hash is None or head.get("hash") != chain_hash:
+            raise BadLine(0, seq, f"the chain does not have the signed hash at seq {seq}")
+        self.signed_checked += 1
+
+    def finish(self) -> None:
+        if not self.seen_expect:
+            raise BadLine(0, self.expect[0], "the export does not reach the published head")
+        if self.pending:
+            seq = min(self.pending)
+            raise BadLine(0, seq, f"the export does not reach the signed head at seq {seq}")
+
+
+def _beside(path: str | None) -> list[dict]:
+    """Signed heads from a file: GET /audit/heads' document, a JSON list, or one per line."""
+    if not path:
+        return []
+    with open(path, encoding="utf-8") as f:
+        text = f.read().strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(doc, dict):
+        return doc["heads"] if "heads" in doc else [doc]
+    return list(doc)
+
+
+def verify_export(path: str, expect: tuple[int, str] | None = None, public_key=None,
+                  heads: list[dict] = ()) -> dict:
+    checks = HeadChecks(expect, public_key, list(heads))
+    count, last = 0, (0, GENESIS_HASH)
+    try:
+        for env in checked_envelopes(path, on_hash=checks.on_hash):
+            checks.on_envelope(env)
+            count, last = count + 1, (env["seq"], env["hash"])
+        checks.finish()
+    except BadLine as bad:
+        return {"ok": False, "first_bad_seq": bad.seq, "line": bad.line or None, "reason": bad.reason}
+    return {"ok": True, "head": {"seq": last[0], "hash": last[1]}, "checked": count,
+            "signed_heads_checked": checks.signed_checked}
+
+
+def state_as_of(path: str, as_of: str) -> dict:
+    seq, time = (int(as_of), None) if as_of.strip().isdigit() else (None, normalize_iso(as_of))
+    envs = (Envelope.from_dict(e) for e in checked_envelopes(path, until_seq=seq, until_time=time))
+    return replay(envs).as_json()
+
+
+def _parse_head(text: str) -> tuple[int, str]:
+    seq, _, hash_ = text.partition(":")
+    if not seq.isdigit() or len(hash_) != 64:
+        raise argparse.ArgumentTypeError("expected SEQ:HASH (a number and a 64-character hex hash)")
+    return int(seq), hash_
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ledger.audit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("verify-export", help="recompute the chain of an export")
+    v.add_argument("file")
+    v.add_argument("--expect-head", type=_parse_head, help="SEQ:HASH published earlier; the export must extend it")
+    v.add_argument("--public-key", help="Ed25519 public key (PEM, file, or base64) to check signed heads")
+    v.add_argument("--heads", help="signed heads served beside the export (GET /audit/heads)")
+    s = sub.add_parser("state", help="every connection's state as of a seq or time, from the export alone")
+    s.add_argument("file")
+    s.add_argument("--as-of", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "verify-export":
+        key = None
+        if args.public_key:
+            from .signing import load_public_key
+            key = load_public_key(args.public_key)
+        report = verify_export(args.file, args.expect_head, key, _beside(args.heads))
+        print(json.dumps(report))
+        return 0 if report["ok"] else 1
+    try:
+        print(json.dumps(state_as_of(args.file, args.as_of), indent=2, sort_keys=True))
+    except BadLine as bad:
+        print(json.dumps({"ok": False, "first_bad_seq": bad.seq, "line": bad.line, "reason": bad.reason}))
+        return 1
+    except ValueError as exc:
+        print(json.dumps({"ok": False, "reason": str(exc)}))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
