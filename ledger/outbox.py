@@ -103,11 +103,11 @@ class Relay:
         while not stop.is_set():
             try:
                 n = self.run_once()
+                if on_idle is not None:
+                    on_idle()
             except Exception:
                 log.exception("relay pass failed")
                 n = 0
-            if on_idle is not None:
-                on_idle()
             if n == 0:
                 stop.wait(idle_sleep)
 
