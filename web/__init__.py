@@ -37,10 +37,12 @@ def create_app(config: dict | None = None) -> Flask:
     limiter = init_limiter(app)
     wire_services(app)
 
-    from . import agents, audit, connections, openapi, ops
-    for blueprint in (connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp):
+    from . import agents, audit, connections, openapi, ops, webhooks
+    from .metrics import register_metrics
+    for blueprint in (connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp, webhooks.bp):
         app.register_blueprint(blueprint)
-    for name in ("ops.healthz", "ops.readyz", "openapi.openapi"):
+    register_metrics(app)
+    for name in ("ops.healthz", "ops.readyz", "openapi.openapi"):  # webhooks exempt themselves
         limiter.exempt(app.view_functions[name])
 
     from .cli import register_cli

@@ -61,6 +61,10 @@ def replay_cmd(until):
 
 
 def register_cli(app: Flask) -> None:
+    from .cli_reconcile import reconcile_cmd
+    if "reconcile" not in ledger_cli.commands:
+        reconcile_cmd.callback = with_appcontext(reconcile_cmd.callback)
+        ledger_cli.add_command(reconcile_cmd)
     app.cli.add_command(ledger_cli)
     app.cli.add_command(db_cli)
 

@@ -1,0 +1,155 @@
+"""Reconciliation: walk Composio's connected accounts and record where the ledger has drifted.
+
+Webhooks can be lost, and accounts can change or vanish at Composio without one. A run records
+  - `connection.status_observed`  Composio's status differs from the projection's;
+  - `connection.observed`         an account of one of our users the ledger never saw;
+  - `connection.upstream_missing` a live connection Composio no longer has (-> DISCONNECTED).
+DISCONNECTING and DISCONNECTED connections are ours to drive (a DISCONNECTING one is disabled at
+Composio on purpose, so it shows INACTIVE there): they are never judged.
+
+Safe beside the running service (cron): each connection is checked and appended in its own
+short write transaction that re-reads the projection under the writers' lock, so a disconnect
+or webhook that lands mid-run is never overwritten. Only connections that were live *before*
+the listing started can be judged missing, and each is confirmed with a direct lookup first:
+a listing that shifted under deletes must not end a live connection (DISCONNECTED is terminal).
+A second run on unchanged data finds nothing to record.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from . import envelope as ev
+from . import errors
+from .envelope import Actor, NewEvent, connection_stream
+from .metrics import counters
+from .projections import DISCONNECTED, DISCONNECTING, ConnectionState
+from .service import make_meta
+from .tables import connections
+
+log = logging.getLogger("ledger.reconcile")
+
+RECONCILER = Actor("system", "reconcile")
+OURS = frozenset({DISCONNECTING, DISCONNECTED})
+DRIFT = ("status_drift", "observed", "missing")
+
+
+def reconcile(ledger, gateway, user_id: str | None = None, page_size: int = 100) -> dict:
+    """Compare every Composio account (of one user, if given) with the projection; record drift.
+    Returns counts: pages, accounts, status_drift, observed, missing, foreign, errors."""
+    counts = dict.fromkeys(("pages", "accounts", *DRIFT, "foreign", "errors"), 0)
+    candidates = _live_ids(ledger, user_id)  # judged for "missing" only if live before the walk
+    seen: set[str] = set()
+    for page in _pages(gateway, user_id, page_size):
+        counts["pages"] += 1
+        known = _states(ledger, [a.id for a in page])
+        for account in page:
+            seen.add(account.id)
+            counts["accounts"] += 1
+            _count(counts, _check_account(ledger, account, known.get(account.id)))
+    for cid in sorted(candidates - seen):
+        _count(counts, _check_missing(ledger, gateway, cid))
+    _report(counts, user_id)
+    return counts
+
+
+def _pages(gateway, user_id, page_size):
+    """Each page of accounts, following the cursor until Composio has no more."""
+    cursor, used = None, set()
+    while True:
+        accounts, cursor = gateway.list(user_id=user_id, cursor=cursor, limit=page_size)
+        yield accounts
+        if not cursor or cursor in used:  # a cursor that repeats would loop forever
+            return
+        used.add(cursor)
+
+
+# -- decisions (pure) ------------------------------------------------------------------------
+
+def decide(state: ConnectionState | None, account) -> tuple[str, NewEvent | None] | None:
+    """What one Composio account tells us, given the projection: None when nothing drifted."""
+    if state is None:
+        if account.user_id is None:
+            return "foreign", None  # not one of our users (no COMPOSIO_USER_ID_PREFIX): not ours
+        data = {"connection_id": account.id, "user_id": account.user_id, "tenant": account.user_id,
+                "toolkit": (account.toolkit or "unknown").lower(), "status": account.status or "ACTIVE"}
+        return "observed", NewEvent(ev.OBSERVED, data)
+    if state.status in OURS or not account.status or account.status == state.status:
+        return None
+    data = {"connection_id": account.id, "status": account.status}
+    if account.status_reason:
+        data["reason"] = str(account.status_reason)[:200]
+    return "status_drift", NewEvent(ev.STATUS_OBSERVED, data)
+
+
+# -- one connection, one transaction ---------------------------------------------------------
+
+def _check_account(ledger, account, seen_state) -> str | None:
+    """Record drift for one listed account. A cheap read first; the write transaction (which
+    takes the writers' lock) only when something seems to have drifted, and it decides again."""
+    first = decide(seen_state, account)
+    if first is None or first[1] is None:
+        return first[0] if first else None
+    with ledger.store.write(ledger.now()) as txn:
+        state = txn.connection(account.id)
+        decision = decide(state, account)
+        if decision is None or decision[1] is None:
+            return decision[0] if decision else None
+        tenant = state.tenant if state else account.user_id
+        txn.append(connection_stream(account.id), [decision[1]], meta=make_meta(RECONCILER, tenant))
+    ledger.announce(txn.recorded)
+    return decision[0]
+
+
+def _check_missing(ledger, gateway, cid: str) -> str | None:
+    """A live connection absent from the listing: confirm with Composio, then record it."""
+    try:
+        account = gateway.get(cid)
+    except errors.UpstreamNotFound:
+        account = None
+    except errors.UpstreamError as exc:
+        log.warning("reconcile: could not confirm %s is gone (%s); left as it is", cid, exc.code)
+        return "errors"
+    if account is not None:  # the listing missed it (it moved between pages): check it normally
+        return _check_account(ledger, account, _states(ledger, [cid]).get(cid))
+    with ledger.store.write(ledger.now()) as txn:
+        state = txn.connection(cid)
+        if state is None or state.status in OURS:
+            return None  # disconnected by the service meanwhile
+        txn.append(connection_stream(cid), [NewEvent(ev.UPSTREAM_MISSING, {"connection_id": cid})],
+                   meta=make_meta(RECONCILER, state.tenant))
+    ledger.announce(txn.recorded)
+    return "missing"
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+def _live_ids(ledger, user_id: str | None) -> set[str]:
+    q = select(connections.c.connection_id).where(connections.c.status.not_in(sorted(OURS)))
+    if user_id is not None:
+        q = q.where(connections.c.user_id == user_id)
+    with ledger.store.read() as conn:
+        return {row[0] for row in conn.execute(q)}
+
+
+def _states(ledger, ids: list[str]) -> dict[str, ConnectionState]:
+    if not ids:
+        return {}
+    with ledger.store.read() as conn:
+        rows = conn.execute(select(connections).where(connections.c.connection_id.in_(ids))).all()
+    return {r.connection_id: ConnectionState.from_row(r) for r in rows}
+
+
+def _count(counts: dict, outcome: str | None) -> None:
+    if outcome:
+        counts[outcome] += 1
+
+
+def _report(counts: dict, user_id: str | None) -> None:
+    counters.inc("reconcile.runs")
+    for name in (*DRIFT, "errors"):
+        if counts[name]:
+            counters.inc(f"reconcile.{name}", counts[name])
+    log.info("reconcile%s: %s", f" (user {user_id})" if user_id else "",
+             " ".join(f"{k}={v}" for k, v in counts.items()))

@@ -1,0 +1,193 @@
+"""POST /webhooks/composio: verify a signed Composio event, record it once, answer at once.
+
+The view stays thin: read headers and raw body -> verify (the composio SDK's `verify_webhook`,
+trying each configured secret) -> parse (ledger.webhooks) -> `Ingest.record` -> answer. No
+outbound call happens on this path, and nothing is recorded unless the signature is valid.
+
+Answers (all errors in the one envelope; nothing recorded):
+  401 INVALID_SIGNATURE  a webhook-* header missing or malformed, or no secret signed it.
+                         Missing headers answer 401, not 400: nothing proves Composio sent it.
+  401 STALE_WEBHOOK      webhook-timestamp further than WEBHOOK_TOLERANCE_SECONDS from now.
+  400 INVALID_JSON       the body is not UTF-8 (checked before the signature: the SDK verifies
+                         text), or it is signed but not JSON.
+  422 VALIDATION_ERROR   signed JSON that is not an object.
+  413 PAYLOAD_TOO_LARGE  over MAX_CONTENT_LENGTH (Flask raises it; web.errors renders it).
+  503 WEBHOOKS_NOT_CONFIGURED  no COMPOSIO_WEBHOOK_SECRET: Composio retries until there is one.
+  200 {"success": true, "outcome": "accepted" | "duplicate" | "unrecognised"}
+
+Rate limiting: this route is exempt from the per-caller limit. Composio delivers from shared,
+changing addresses in bursts (retries included), so a per-address limit would delay or drop
+real events; an unsigned request costs one HMAC per configured secret and never reaches the
+database, and the body size is capped by MAX_CONTENT_LENGTH.
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import json
+import logging
+import re
+import threading
+import time
+
+from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ledger.ingest import Ingest
+from ledger.metrics import counters
+from ledger.webhooks import parse_webhook
+
+from .config import secrets_list
+from .errors import ApiError
+
+bp = Blueprint("webhooks", __name__)
+log = logging.getLogger("web.webhooks")
+
+_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_PRINTABLE = re.compile(r"^[\x21-\x7e]{1,256}$")  # one token of visible ASCII (ids, signatures)
+
+
+class Rejected(Exception):
+    """A delivery refused before anything was recorded; `outcome` is its counter name."""
+
+    def __init__(self, outcome: str, status: int, code: str, message: str):
+        super().__init__(message)
+        self.outcome, self.error = outcome, ApiError(status, code, message)
+
+
+@bp.post("/webhooks/composio")
+def composio():
+    """Receive one signed Composio webhook."""
+    webhook_id = request.headers.get("webhook-id", "")
+    try:
+        hook = _verified_event(webhook_id)
+    except Rejected as rejected:
+        _note(rejected.outcome, webhook_id, rejected.error.code)
+        raise rejected.error from None
+    except RequestEntityTooLarge:
+        _note("invalid", webhook_id, "PAYLOAD_TOO_LARGE")
+        raise
+    ingest = Ingest(current_app.extensions["ledger"], current_app.config["COMPOSIO_USER_ID_PREFIX"])
+    outcome = ingest.record(hook, trace_id=g.get("trace_id"))
+    _note(outcome, webhook_id)
+    return jsonify({"success": True, "outcome": outcome})
+
+
+def _verified_event(webhook_id: str):
+    """Size, headers, time, signature, then the body: a WebhookEvent or Rejected."""
+    raw_body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413 before anything else
+    headers = {name: request.headers.get(name, "") for name in _HEADERS}
+    missing = [name for name, value in headers.items() if not value]
+    if missing:
+        raise Rejected("rejected_signature", 401, "INVALID_SIGNATURE", "Missing header(s): " + ", ".join(missing) + ".")
+    if not _PRINTABLE.match(webhook_id) or not _TIMESTAMP.match(headers["webhook-timestamp"]):
+        raise Rejected("rejected_signature", 401, "INVALID_SIGNATURE", "Malformed webhook-id or webhook-timestamp.")
+    tolerance = int(current_app.config["WEBHOOK_TOLERANCE_SECONDS"])
+    if abs(int(time.time()) - int(headers["webhook-timestamp"])) > tolerance:  # as the SDK counts
+        raise Rejected("stale", 401, "STALE_WEBHOOK", "The webhook timestamp is outside the allowed tolerance.")
+    secrets = secrets_list(current_app.config.get("COMPOSIO_WEBHOOK_SECRET"))
+    if not secrets:
+        log.error("a Composio webhook arrived but COMPOSIO_WEBHOOK_SECRET is not set")
+        raise Rejected("unconfigured", 503, "WEBHOOKS_NOT_CONFIGURED", "Webhooks are not configured.")
+    body = _body_text(raw_body)
+    raw = verify(body, webhook_id, headers["webhook-timestamp"], headers["webhook-signature"], secrets, tolerance)
+    if raw is None:  # signed, but not a shape the SDK knows: decide ourselves what it is
+        raw = _json_object(body)
+    return parse_webhook(raw, webhook_id, current_app.extensions["ledger"].now())
+
+
+def _body_text(raw: bytes) -> str:
+    # The SDK verifies text; strict UTF-8 decoding round-trips to exactly the signed bytes.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected("invalid", 400, "INVALID_JSON", "The body is not UTF-8 JSON.") from None
+
+
+def _json_object(body: str) -> dict:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise Rejected("invalid", 400, "INVALID_JSON", "The body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise Rejected("invalid", 422, "VALIDATION_ERROR", "The body must be a JSON object.")
+    return value
+
+
+def _note(outcome: str, webhook_id: str, code: str | None = None) -> None:
+    """One counter and one log line per delivery: the outcome, never the payload."""
+    counters.inc(f"webhook.{outcome}")
+    attempt = request.headers.get("x-composio-delivery-attempt", "-")
+    log.info("composio webhook id=%s attempt=%s outcome=%s%s", _loggable(webhook_id), _loggable(attempt),
+             outcome, f" code={code}" if code else "")
+
+
+def _loggable(value: str) -> str:
+    return value if _PRINTABLE.match(value or "") and len(value) <= 80 else "-"
+
+
+# -- the SDK's verifier, imported lazily ----------------------------------------------------------
+
+@functools.cache
+def _sdk():
+    """The SDK's Triggers (for verify_webhook), its exceptions and its telemetry switch.
+
+    `import composio` costs ~2 s and every module path that holds verify_webhook imports the
+    whole package, so this runs on first use (and is warmed at start-up in a thread).
+    Triggers is built without __init__: verification needs no HTTP client, and building one
+    would mean constructing a whole Composio client on the webhook path."""
+    from composio import exceptions
+    from composio.core.models.base import allow_tracking
+    from composio.core.models.triggers import Triggers
+    return Triggers.__new__(Triggers), exceptions, allow_tracking
+
+
+def verify(body: str, webhook_id: str, timestamp: str, signature: str, secrets: list[str], tolerance: int):
+    """The SDK-parsed raw payload if one of `secrets` signed it; None if signed but not a known
+    V1/V2/V3 shape (or not JSON); Rejected otherwise. The SDK takes one secret per call, so
+    rotation means trying each; a timestamp the SDK would refuse was rejected before this."""
+    triggers, exc, allow_tracking = _sdk()
+
+    def attempt():
+        # The SDK wraps verify_webhook in telemetry that POSTs to Composio's host from a
+        # background thread. Its switch is a ContextVar (default on), which
+        # Composio(allow_tracking=False) sets only in the thread that built the client, so it is
+        # switched off here, in a copied context, for this call only.
+        allow_tracking.set(False)
+        for secret in secrets:
+            try:
+                return triggers.verify_webhook(id=webhook_id, payload=body, secret=secret,
+                                               signature=signature, timestamp=timestamp,
+                                               tolerance=tolerance)["raw_payload"]
+            except exc.WebhookSignatureVerificationError:
+                continue
+            except exc.WebhookPayloadError:
+                return None  # raised only after the signature matched
+        raise Rejected("rejected_signature", 401, "INVALID_SIGNATURE", "The webhook signature is not valid.")
+    return contextvars.copy_context().run(attempt)
+
+
+def _warm_sdk() -> None:
+    try:
+        _sdk()
+    except Exception:  # the first delivery will try again and report the error properly
+        log.exception("warming the composio SDK failed")
+
+
+@bp.record_once
+def _on_register(state) -> None:
+    app = state.app
+    limiter = app.extensions.get("limiter_obj")
+    if limiter is not None:
+        limiter.exempt(bp)  # see the module docstring: Composio's deliveries are not throttled
+    if app.config.get("WEBHOOK_WARM_SDK", True):
+        # Warm on the first request of any kind (a health probe, usually), not in create_app:
+        # CLI commands and app creation stay free of the ~2 s import.
+        started = threading.Event()
+
+        def warm_once() -> None:
+            if not started.is_set():
+                started.set()
+                threading.Thread(target=_warm_sdk, name="composio-sdk-warm", daemon=True).start()
+        app.before_request(warm_once)
