@@ -104,9 +104,10 @@ def seed_ledger(ledger, steps, batch: int = 20_000) -> None:
     from sqlalchemy import insert, update
     from ledger.tables import events, ledger_head
     engine = ledger.store.engine
-    rows, last = [], None
+    rows, last, latest = [], None, ""
     for row in chain_rows(steps, ledger.store.head()):
         rows.append(row)
+        latest = max(latest, row["recorded_at"])
         if len(rows) == batch:
             with engine.begin() as conn:
                 conn.execute(insert(events), rows)
@@ -116,5 +117,6 @@ def seed_ledger(ledger, steps, batch: int = 20_000) -> None:
             conn.execute(insert(events), rows)
             last = rows[-1]
         if last:
-            conn.execute(update(ledger_head).where(ledger_head.c.id == 1).values(seq=last["seq"], hash=last["hash"]))
+            conn.execute(update(ledger_head).where(ledger_head.c.id == 1).values(seq=last["seq"], hash=last["hash"],
+                                                                                recorded_at=latest))
     ledger.rebuild()

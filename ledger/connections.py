@@ -47,7 +47,7 @@ class Connections:
         """load -> authorize -> decide -> append + outbox + idempotency -> commit -> signal."""
         denied = False
         idem = f"http:{caller.kind}:{caller.id}:{idempotency_key}" if idempotency_key else None
-        with self.ledger.store.write(self.ledger.now()) as txn:
+        with self.ledger.transaction() as txn:
             if idem:
                 prior = txn.idempotent_result(idem)
                 if prior is not None:
@@ -66,7 +66,6 @@ class Connections:
                 answer = self._apply(txn, caller, cid, decision, trace_id)
                 if idem:
                     txn.remember(idem, fingerprint, [], json.dumps(answer))
-        self.ledger.announce(txn.recorded)
         if denied:
             raise errors.NotFound("No such connection.")
         if txn.recorded and cid:
@@ -139,12 +138,11 @@ class Connections:
         data = {"connection_id": link.id, "user_id": caller.id, "tenant": caller.tenant,
                 "toolkit": cmd.toolkit.lower(), "status": link.status}
         answer = {"connectionId": link.id, "status": link.status, "redirectUrl": link.redirect_url}
-        with self.ledger.store.write(self.ledger.now()) as txn:
+        with self.ledger.transaction() as txn:
             txn.append(connection_stream(link.id), [NewEvent(ev.INITIATED, data)],
                        meta=make_meta(caller.actor, caller.tenant, trace_id))
             if idem:
                 txn.remember(idem, _fingerprint(cmd), [], json.dumps(answer))
-        self.ledger.announce(txn.recorded)
         return answer
 
     # -- reads -------------------------------------------------------------------------------
@@ -160,9 +158,8 @@ class Connections:
 
     def deny(self, caller: Caller, cid: str, action: str, trace_id=None) -> errors.NotFound:
         """Record the attempt and return the NotFound to raise (the same a missing one gets)."""
-        with self.ledger.store.write(self.ledger.now()) as txn:
+        with self.ledger.transaction() as txn:
             self._record_denied(txn, caller, cid, action, trace_id)
-        self.ledger.announce(txn.recorded)
         return errors.NotFound("No such connection.")
 
     def visible(self, caller: Caller, cid: str, action: str, trace_id=None) -> tuple[ConnectionState, tuple]:
@@ -186,12 +183,11 @@ class Connections:
             raise self.deny(caller, cid, action, trace_id)
         data = {"connection_id": cid, "user_id": caller.id, "tenant": caller.tenant,
                 "toolkit": account.toolkit, "status": account.status}
-        with self.ledger.store.write(self.ledger.now()) as txn:
+        with self.ledger.transaction() as txn:
             if txn.connection(cid) is None:
                 txn.append(connection_stream(cid), [NewEvent(ev.OBSERVED, data)],
                            meta=make_meta(caller.actor, caller.tenant, trace_id))
             state = txn.connection(cid)
-        self.ledger.announce(txn.recorded)
         return state
 
     def get(self, caller: Caller, cid: str, trace_id=None) -> dict:
@@ -205,7 +201,7 @@ class Connections:
         from sqlalchemy import insert, select, update
         from .clock import plus_seconds
         from .tables import polls
-        with self.ledger.store.write(self.ledger.now()) as txn:
+        with self.ledger.transaction() as txn:
             row = txn.conn.execute(select(polls.c.polled_at).where(polls.c.connection_id == cid)).first()
             if row is not None and plus_seconds(row[0], self.poll_interval) > txn.now:
                 return False
@@ -227,13 +223,12 @@ class Connections:
         data = {"connection_id": state.connection_id, "status": account.status}
         if account.status_reason:
             data["reason"] = account.status_reason[:200]
-        with self.ledger.store.write(self.ledger.now()) as txn:
+        with self.ledger.transaction() as txn:
             current = txn.connection(state.connection_id)
             if current is not None and current.status == state.status:
                 txn.append(connection_stream(state.connection_id), [NewEvent(kind, data)],
                            meta=make_meta(caller.actor, caller.tenant, trace_id))
             state = txn.connection(state.connection_id)
-        self.ledger.announce(txn.recorded)
         return state
 
     def _scope(self, q, caller: Caller):

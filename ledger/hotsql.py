@@ -17,15 +17,13 @@ EVENT_COLUMNS = ("seq", "stream", "version", "type", "schema", "data", "meta", "
 CONNECTION_COLUMNS = tuple(f.name for f in fields(ConnectionState))
 
 _STATEMENTS = {
-    "head": "SELECT seq, hash FROM ledger_head WHERE id = 1",
-    "head_locked": "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE",
-    "update_head": "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1",
+    "head": "SELECT seq, hash, recorded_at FROM ledger_head WHERE id = 1",
+    "head_locked": "SELECT seq, hash, recorded_at FROM ledger_head WHERE id = 1 FOR UPDATE",
+    "update_head": "UPDATE ledger_head SET seq = :seq, hash = :hash, recorded_at = :recorded_at WHERE id = 1",
     "stream_version": "SELECT max(version) FROM events WHERE stream = :stream",
     "insert_event": "INSERT INTO events ({}) VALUES ({})".format(
         ", ".join(EVENT_COLUMNS), ", ".join(":" + c for c in EVENT_COLUMNS)),
     "connection": "SELECT {} FROM connections WHERE connection_id = :cid".format(", ".join(CONNECTION_COLUMNS)),
-    "update_connection": "UPDATE connections SET {} WHERE connection_id = :connection_id".format(
-        ", ".join(f"{c} = :{c}" for c in CONNECTION_COLUMNS if c != "connection_id")),
     "insert_connection": "INSERT INTO connections ({}) VALUES ({})".format(
         ", ".join(CONNECTION_COLUMNS), ", ".join(":" + c for c in CONNECTION_COLUMNS)),
     "scan": "SELECT {} FROM events WHERE seq > :after AND seq <= :until_seq AND recorded_at <= :until_time "
@@ -35,14 +33,27 @@ _STATEMENTS = {
     "idempotency": "SELECT key, scope, first_seq, last_seq, response FROM idempotency_keys WHERE key = :key",
 }
 _NAMED = re.compile(r":([a-z_]+)")
+_CONNECTION_COLUMN_SET = frozenset(CONNECTION_COLUMNS)
 
 
 class HotSQL:
     """Statement text for one dialect."""
 
     def __init__(self, dialect: str):
-        convert = (lambda s: _NAMED.sub(r"%(\1)s", s)) if dialect == "postgresql" else (lambda s: s)
-        self.sql = {name: convert(text) for name, text in _STATEMENTS.items()}
+        self._convert = (lambda s: _NAMED.sub(r"%(\1)s", s)) if dialect == "postgresql" else (lambda s: s)
+        self.sql = {name: self._convert(text) for name, text in _STATEMENTS.items()}
+        self._updates: dict[tuple, str] = {}
+
+    def update_connection(self, cur, changes: dict, cid: str) -> None:
+        """UPDATE of just the changed columns (one statement text per column set, cached)."""
+        columns = tuple(changes)
+        sql = self._updates.get(columns)
+        if sql is None:
+            if not set(columns) <= _CONNECTION_COLUMN_SET or "connection_id" in columns:
+                raise ValueError(f"not updatable connection columns: {columns}")
+            sql = self._updates[columns] = self._convert("UPDATE connections SET {} WHERE connection_id = :cid_".format(
+                ", ".join(f"{c} = :{c}" for c in columns)))
+        cur.execute(sql, {**changes, "cid_": cid})
 
     def one(self, cur, name: str, params: dict | None = None):
         cur.execute(self.sql[name], params or {})

@@ -50,13 +50,12 @@ class Ingest:
 
     def _record(self, hook: WebhookEvent, trace_id: str | None) -> str:
         key = idempotency_key(hook.webhook_id)
-        with self.ledger.store.write(self.ledger.now()) as txn:
+        with self.ledger.transaction() as txn:
             if txn.idempotent_result(key) is not None:
                 return DUPLICATE  # the first delivery's events stand; this one records nothing
             outcome, stream, events, tenant = self._decide(txn, hook)
             txn.append(stream, events, meta=make_meta(COMPOSIO, tenant, trace_id),
                        idempotency_key=key, response=outcome)
-        self.ledger.announce(txn.recorded)
         return outcome
 
     # -- decisions (read the projection inside the transaction) --------------------------------

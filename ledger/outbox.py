@@ -60,7 +60,7 @@ class Relay:
         """Take due actions under a lease; a connection's actions only ever one at a time, in order."""
         o2 = outbox.alias("earlier")
         store = self.ledger.store
-        with store.write(self.ledger.now(), lock_head=False) as txn:
+        with self.ledger.transaction(lock_head=False) as txn:
             now = txn.now
             earlier_open = exists().where(and_(o2.c.connection_id == outbox.c.connection_id,
                                                o2.c.status == "pending", o2.c.id < outbox.c.id))
@@ -151,7 +151,7 @@ class Relay:
 
     # -- recording --------------------------------------------------------------------------
     def _record(self, c: Claimed, outcome: Outcome) -> None:
-        with self.ledger.store.write(self.ledger.now()) as txn:
+        with self.ledger.transaction() as txn:
             row = txn.conn.execute(select(outbox).where(outbox.c.id == c.id)).first()
             if row is None or row.status != "pending" or row.claimed_by != self.worker_id:
                 return  # another relay took over after our lease ran out and owns the outcome
@@ -167,7 +167,6 @@ class Relay:
                     txn.enqueue(c.connection_id, outcome.follow_up, txn.now, envs[-1].seq)
             else:
                 self._failed(txn, row, outcome.error or "error", stream, meta)
-        self.ledger.announce(txn.recorded)
 
     def _failed(self, txn, row, error: str, stream: str, meta: dict) -> None:
         attempts = row.attempts + 1
@@ -189,7 +188,7 @@ class Relay:
 
 def retry(ledger, action_id: str) -> bool:
     """Re-queue a dead (or stuck) action to run now, attempts counted afresh."""
-    with ledger.store.write(ledger.now(), lock_head=False) as txn:
+    with ledger.transaction(lock_head=False) as txn:
         done = txn.conn.execute(update(outbox).where(outbox.c.id == action_id, outbox.c.status.in_(("dead", "pending")))
                                 .values(status="pending", attempts=0, not_before=txn.now, claimed_by=None,
                                         claimed_until=None, updated_at=txn.now))

@@ -41,6 +41,11 @@ class ConnectionState:
     def row(self) -> dict:
         return dict(self.__dict__)  # flat fields: asdict's recursive deep copy is wasted work
 
+    def changes_since(self, older: "ConnectionState") -> dict:
+        """The fields whose values differ from `older`'s."""
+        old = older.__dict__
+        return {k: v for k, v in self.__dict__.items() if old[k] != v}
+
     @classmethod
     def from_row(cls, row) -> "ConnectionState":
         m = row._mapping if hasattr(row, "_mapping") else row

@@ -91,14 +91,13 @@ def _check_account(ledger, account, seen_state) -> str | None:
     first = decide(seen_state, account)
     if first is None or first[1] is None:
         return first[0] if first else None
-    with ledger.store.write(ledger.now()) as txn:
+    with ledger.transaction() as txn:
         state = txn.connection(account.id)
         decision = decide(state, account)
         if decision is None or decision[1] is None:
             return decision[0] if decision else None
         tenant = state.tenant if state else account.user_id
         txn.append(connection_stream(account.id), [decision[1]], meta=make_meta(RECONCILER, tenant))
-    ledger.announce(txn.recorded)
     return decision[0]
 
 
@@ -113,13 +112,12 @@ def _check_missing(ledger, gateway, cid: str) -> str | None:
         return "errors"
     if account is not None:  # the listing missed it (it moved between pages): check it normally
         return _check_account(ledger, account, _states(ledger, [cid]).get(cid))
-    with ledger.store.write(ledger.now()) as txn:
+    with ledger.transaction() as txn:
         state = txn.connection(cid)
         if state is None or state.status in OURS:
             return None  # disconnected by the service meanwhile
         txn.append(connection_stream(cid), [NewEvent(ev.UPSTREAM_MISSING, {"connection_id": cid})],
                    meta=make_meta(RECONCILER, state.tenant))
-    ledger.announce(txn.recorded)
     return "missing"
 
 

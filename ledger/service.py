@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 from . import clock as _clock
 from .envelope import SYSTEM, Actor, Envelope, NewEvent
 from .projections import Projection
 from .signals import event_recorded
-from .store import EventStore
+from .store import EventStore, WriteTxn
 
 log = logging.getLogger("ledger")
 
@@ -36,14 +37,22 @@ class Ledger:
     def now(self) -> str:
         return _clock.iso(self.clock())
 
+    @contextmanager
+    def transaction(self, lock_head: bool = True) -> Iterator[WriteTxn]:
+        """The one write boundary: events, projection rows, outbox rows and idempotency records
+        commit together or not at all; event_recorded is sent for each event after the commit.
+        `txn.now` is read once the writers' lock is held."""
+        with self.store.write(self.now, lock_head) as txn:
+            yield txn
+        self.announce(txn.recorded)
+
     def append(self, stream: str, new: Iterable[NewEvent], expected_version: int | None = None,
                idempotency_key: str | None = None, actor: Actor = SYSTEM,
                meta: dict | None = None) -> list[Envelope]:
         """Append events to one stream (optimistic concurrency, idempotent by key)."""
-        with self.store.write(self.now()) as txn:
+        with self.transaction() as txn:
             envs = txn.append(stream, list(new), expected_version,
                               meta if meta is not None else make_meta(actor), idempotency_key)
-        self.announce(txn.recorded)
         return envs
 
     def announce(self, envelopes: list[Envelope]) -> None:

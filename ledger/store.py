@@ -67,8 +67,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        immediate = conn.get_execution_options().get("ledger_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        driver = conn.connection.driver_connection
+        if driver.in_transaction:
+            return  # the store's writer began it already (see EventStore._transaction)
+        # On the driver's connection: exec_driver_sql's bookkeeping cost more than the BEGIN.
+        driver.execute("BEGIN IMMEDIATE" if conn.get_execution_options().get("ledger_write") else "BEGIN")
 
 
 def _row_for_replay(r) -> Envelope:
@@ -92,6 +95,7 @@ class WriteTxn:
     now: str
     recorded: list = field(default_factory=list)
     _states: dict = field(default_factory=dict)     # connection_id -> ConnectionState | None
+    _stored: dict = field(default_factory=dict)     # connection_id -> the row as the database has it
     _bindings: dict = field(default_factory=dict)   # connection_id -> tuple[Binding]
     _dirty: set = field(default_factory=set)
     _enqueued: int = 0
@@ -109,7 +113,7 @@ class WriteTxn:
     def connection(self, cid: str) -> ConnectionState | None:
         if cid not in self._states:
             row = self.hot.one(self.cur, "connection", {"cid": cid})
-            self._states[cid] = ConnectionState(*row) if row else None
+            self._states[cid] = self._stored[cid] = ConnectionState(*row) if row else None
         return self._states[cid]
 
     def bindings_of(self, cid: str) -> tuple:
@@ -208,18 +212,18 @@ class WriteTxn:
             after = evolve_connection(before, env)
             if after is not before:
                 self._states[cid] = after
-                self._dirty.add(("c", cid, before is None))
+                self._dirty.add(("c", cid))
             if env.type not in BINDING_EVENT_TYPES:
                 continue  # evolve_bindings would return the state unchanged: skip the read
             old_b = self.bindings_of(cid)
             new_b = evolve_bindings(old_b, env, after.tenant if after else "")
             if new_b is not old_b:
                 self._bindings[cid] = new_b
-                self._dirty.add(("b", cid, False))
+                self._dirty.add(("b", cid))
 
     def flush(self) -> None:
         """Write the changed projection rows and the new head; the caller commits."""
-        for kind, cid, _ in sorted(self._dirty):
+        for kind, cid in sorted(self._dirty):
             if kind == "c":
                 self._write_connection(cid)
             else:
@@ -227,9 +231,16 @@ class WriteTxn:
         self._dirty.clear()
 
     def _write_connection(self, cid: str) -> None:
-        row = self._states[cid].row()
-        if self.hot.run(self.cur, "update_connection", row) == 0:
-            self.hot.run(self.cur, "insert_connection", row)
+        state, stored = self._states[cid], self._stored.get(cid)
+        if stored is None:
+            self.hot.run(self.cur, "insert_connection", state.row())
+        else:
+            # Only the changed columns: SQLite rewrites every index whose columns are SET, and a
+            # typical event (used, status report) touches no indexed column at all.
+            changed = state.changes_since(stored)
+            if changed:
+                self.hot.update_connection(self.cur, changed, cid)
+        self._stored[cid] = state
 
     def _write_bindings(self, cid: str) -> None:
         self.conn.execute(delete(bindings).where(bindings.c.connection_id == cid))
@@ -260,6 +271,9 @@ class EventStore:
         self.hot = HotSQL(self.dialect)
         self._dbapi = engine.dialect.loaded_dbapi  # the hot path's cursor raises driver errors
         self._lock_fd: int | None = None
+        self._writer: Connection | None = None   # SQLite: this process's one write connection
+        self._writer_pid: int | None = None
+        self._writer_cursor = None
 
     @staticmethod
     def _sqlite_lock_path(engine: Engine) -> str | None:
@@ -270,27 +284,72 @@ class EventStore:
 
     # -- transactions --------------------------------------------------------------------
     @contextmanager
-    def write(self, now: str, lock_head: bool = True) -> Iterator[WriteTxn]:
+    def write(self, clock, lock_head: bool = True) -> Iterator[WriteTxn]:
         """A serialised write transaction; commits on clean exit, rolls back otherwise.
 
+        `clock` (a callable giving the envelope's time, or that time) is read only once the
+        writers' lock is held, and never gives less than the head's recorded_at: so
+        recorded_at never goes back along the chain, and "up to a time" is a prefix of seqs.
         lock_head=False is for work that appends nothing (outbox claims): on PostgreSQL it
         then runs beside appends, relying on row locks (SKIP LOCKED) instead of the chain lock."""
         with self._writer_turn():
             try:
-                with self.engine.connect().execution_options(ledger_write=True) as conn:
-                    with conn.begin():
-                        txn = WriteTxn(conn, 0, GENESIS_HASH, now, hot=self.hot)
-                        txn.head_seq, txn.head_hash = seq, h = self._lock_head(txn, lock_head)
-                        yield txn
-                        txn.flush()
-                        if txn.head_seq != seq:
-                            if not lock_head:
-                                raise RuntimeError("appended without holding the chain lock")
-                            self.hot.run(txn.cur, "update_head", {"seq": txn.head_seq, "hash": txn.head_hash})
+                with self._write_connection() as (conn, cur), self._transaction(conn, cur):
+                    txn = WriteTxn(conn, 0, GENESIS_HASH, "", hot=self.hot, _cursor=cur)
+                    seq, h, last_at = self._lock_head(txn, lock_head)
+                    txn.head_seq, txn.head_hash = seq, h
+                    txn.now = max(clock() if callable(clock) else clock, last_at)
+                    yield txn
+                    txn.flush()
+                    if txn.head_seq != seq:
+                        if not lock_head:
+                            raise RuntimeError("appended without holding the chain lock")
+                        self.hot.run(txn.cur, "update_head", {"seq": txn.head_seq, "hash": txn.head_hash,
+                                                              "recorded_at": txn.now})
             except (IntegrityError, self._dbapi.IntegrityError) as exc:
                 raise errors.ConcurrencyError("a concurrent write won; retry") from exc
             except (OperationalError, self._dbapi.OperationalError) as exc:
                 raise errors.StorageError("the database is unavailable") from exc
+
+    @contextmanager
+    def _transaction(self, conn: Connection, cur):
+        """SQLite: BEGIN IMMEDIATE and COMMIT straight on the driver (SQLAlchemy's begin and
+        commit cost more than the statements of a one-event append); a Core statement run
+        inside joins the transaction (see _on_begin) and SQLAlchemy then commits it."""
+        if self.dialect != "sqlite":
+            with conn.begin():
+                yield
+            return
+        driver = conn.connection.driver_connection
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback() if conn.in_transaction() else driver.rollback()
+            raise
+        conn.commit() if conn.in_transaction() else driver.commit()
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[tuple[Connection, object]]:
+        """PostgreSQL: a pooled connection per transaction (writers run side by side until the
+        head lock). SQLite: writers in this process already take turns on one lock, so they
+        share one connection, kept open: checking a connection out of the pool and back cost
+        more than the statements of a one-event append."""
+        if self._lock_path is None:
+            with self.engine.connect().execution_options(ledger_write=True) as conn:
+                yield conn, conn.connection.driver_connection.cursor()
+            return
+        conn = self._writer
+        if conn is None or self._writer_pid != os.getpid():
+            conn = self._writer = self.engine.connect().execution_options(ledger_write=True)
+            self._writer_cursor = conn.connection.driver_connection.cursor()
+            self._writer_pid = os.getpid()
+        try:
+            yield conn, self._writer_cursor
+        except BaseException:
+            if conn.invalidated or conn.closed:
+                self._writer = None
+            raise
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -316,16 +375,20 @@ class EventStore:
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _lock_head(self, txn: WriteTxn, lock: bool = True) -> tuple[int, str]:
+    def _lock_head(self, txn: WriteTxn, lock: bool = True) -> tuple[int, str, str]:
         row = self.hot.one(txn.cur, "head_locked" if self.dialect == "postgresql" and lock else "head")
         if row is None:
             raise errors.StorageError("the ledger is not initialised (run the migrations)")
-        return row[0], row[1]
+        return row[0], row[1], row[2] or ""
 
     # -- reads ---------------------------------------------------------------------------
     def head(self) -> tuple[int, str]:
         with self.read() as conn:
-            row = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)).first()
+            return self._head_row(conn)
+
+    @staticmethod
+    def _head_row(conn) -> tuple[int, str]:
+        row = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)).first()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
     def read_connection(self, cid: str) -> tuple[ConnectionState | None, tuple]:
@@ -360,6 +423,9 @@ class EventStore:
                   page: int = PAGE) -> Iterator[tuple]:
         """Raw event rows in seq order, streamed by the driver in constant memory: one
         statement (one consistent snapshot); a server-side cursor on PostgreSQL."""
+        if until_time is not None:
+            at = self.seq_at(until_time)
+            until_seq = at if until_seq is None else min(until_seq, at)
         params = {"after": after, "until_seq": until_seq if until_seq is not None else 2 ** 62,
                   "until_time": until_time or "9999"}
         raw = self.engine.raw_connection()
@@ -384,6 +450,24 @@ class EventStore:
             finally:
                 raw.close()
 
+    def seq_at(self, time: str, strict: bool = False) -> int:
+        """The last seq recorded at or before `time` (before it, if strict); 0 if none.
+
+        recorded_at never decreases along the chain (EventStore.write), so this bisects seq on
+        the primary key: about 20 point reads for a million events, and no index on time."""
+        def early_enough(at: str | None) -> bool:
+            return at is None or (at < time if strict else at <= time)
+        with self.read() as conn:
+            lo, hi = 0, self._head_row(conn)[0]
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                at = conn.execute(select(events.c.recorded_at).where(events.c.seq == mid)).scalar()
+                if early_enough(at):
+                    lo = mid
+                else:
+                    hi = mid - 1
+        return lo
+
     def replay(self, until_seq: int | None = None, until_time: str | None = None) -> Projection:
         """Every projection folded from seq 1 up to a seq or a recorded time, in memory."""
         return replay(_row_for_replay(r) for r in self.iter_rows(0, until_seq, until_time))
@@ -405,9 +489,14 @@ class EventStore:
     def query_events(self, after: int = 0, limit: int = 100, *, connection_id: str | None = None,
                      user_id: str | None = None, type: str | None = None, since: str | None = None,
                      until: str | None = None) -> list[Envelope]:
-        """Filtered page of events with seq > after (the auditor's search)."""
+        """Filtered page of events with seq > after (the auditor's search). Times become seq
+        bounds first (see seq_at), so every filter walks one seq range."""
         from sqlalchemy import literal, or_
+        if since:
+            after = max(after, self.seq_at(since, strict=True))
         q = select(*_EVENT_COLS).where(events.c.seq > after)
+        if until:
+            q = q.where(events.c.seq <= self.seq_at(until))
         if connection_id:
             q = q.where(or_(events.c.stream == f"connection:{connection_id}",
                             events.c.data.like(f'%"connection_id":"{_like_escape(connection_id)}"%', escape="\\")))

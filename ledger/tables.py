@@ -16,11 +16,9 @@ TS = 32  # width of an envelope timestamp
 
 class EventRow(SQLModel, table=True):
     __tablename__ = "events"
-    __table_args__ = (
-        UniqueConstraint("stream", "version", name="uq_events_stream_version"),
-        Index("ix_events_recorded_at", "recorded_at"),
-        Index("ix_events_type_seq", "type", "seq"),
-    )
+    # The only index beside seq: every other read walks seq ranges (recorded_at grows with seq,
+    # so a time is found by bisecting seq). Each index is one more page written per append.
+    __table_args__ = (UniqueConstraint("stream", "version", name="uq_events_stream_version"),)
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     stream: str = Field(sa_column=Column(String(200), nullable=False))
     version: int = Field(sa_column=Column(Integer, nullable=False))
@@ -40,6 +38,8 @@ class LedgerHeadRow(SQLModel, table=True):
     id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     hash: str = Field(sa_column=Column(String(64), nullable=False))
+    # The head event's recorded_at: a new event is never recorded earlier (see EventStore.write).
+    recorded_at: str = Field(sa_column=Column(String(TS), nullable=False, server_default=""))
 
 
 class IdempotencyRow(SQLModel, table=True):

@@ -102,8 +102,9 @@ def state():
 @auth.require_scope("audit:read")
 def heads():
     """Signed heads recorded in the chain."""
-    found = _ledger().store.query_events(0, 100000, type=ev.HEAD_SIGNED)
-    return jsonify({"heads": [{**e.data, "event_seq": e.seq} for e in found]})
+    from .heads import HEADS_STREAM
+    found = _ledger().read_stream(HEADS_STREAM)
+    return jsonify({"heads": [{**e.data, "event_seq": e.seq} for e in found if e.type == ev.HEAD_SIGNED]})
 
 
 @bp.get("/public-key")

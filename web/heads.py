@@ -28,8 +28,7 @@ def sign_head(app: Flask) -> dict:
     from ledger.signing import sign_head as sign
     key = private_key(app)
     ledger = app.extensions["ledger"]
-    with ledger.store.write(ledger.now()) as txn:
+    with ledger.transaction() as txn:
         head = sign(key, txn.head_seq, txn.head_hash, txn.now)
         txn.append(HEADS_STREAM, [NewEvent(ev.HEAD_SIGNED, head)], meta={"actor": Actor("system", "signer").as_dict()})
-    ledger.announce(txn.recorded)
     return head

@@ -175,3 +175,48 @@ def test_each_recorded_event_is_signalled_once_after_commit(ledger):
         with pytest.raises(ConcurrencyError):
             ledger.append("s", [_ev(3)], expected_version=0)
     assert seen == [1, 2]
+
+
+def test_recorded_at_never_goes_back_along_the_chain_even_when_the_clock_does(ledger):
+    from freezegun import freeze_time
+    with freeze_time("2026-11-22T21:00:00Z"):
+        ledger.append("s", [_ev(1)])
+    with freeze_time("2026-11-22T20:00:00Z"):  # the host's clock was stepped back an hour
+        ledger.append("s", [_ev(2)])
+    with freeze_time("2026-11-22T21:30:00Z"):
+        ledger.append("s", [_ev(3)])
+    assert [e.recorded_at for e in ledger.read_stream("s")] == [
+        "2026-11-22T21:00:00.000000Z", "2026-11-22T21:00:00.000000Z", "2026-11-22T21:30:00.000000Z"]
+    assert ledger.verify().ok
+
+
+def test_the_time_is_read_after_the_writers_lock_so_recorded_at_follows_seq(ledger):
+    # Writers that waited for the lock must not stamp the time they started waiting.
+    def writer(k):
+        for i in range(25):
+            ledger.append(f"w:{k}", [_ev(i)])
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    times = [e.recorded_at for e in ledger.store.iter_envelopes()]
+    assert len(times) == 100 and times == sorted(times)
+
+
+def test_time_bounds_find_the_same_events_as_filtering_every_one(ledger):
+    from freezegun import freeze_time
+    with freeze_time("2026-11-22T21:00:00Z") as clock:
+        for i in range(60):
+            ledger.append(f"s:{i % 3}", [_ev(i)])
+            clock.tick(1 + (i % 4))  # uneven gaps, and several events in one second
+    every = list(ledger.store.iter_envelopes())
+    for since, until in [("2026-11-22T21:00:30Z", "2026-11-22T21:01:10Z"),
+                         ("2026-11-22T20:00:00Z", "2026-11-22T21:00:05.5Z"),
+                         ("2026-11-22T21:02:40Z", "2026-11-23T00:00:00Z")]:
+        from ledger.clock import normalize_iso
+        lo, hi = normalize_iso(since), normalize_iso(until)
+        expected = [e.seq for e in every if lo <= e.recorded_at <= hi]
+        found = ledger.store.query_events(0, 1000, since=lo, until=hi)
+        assert [e.seq for e in found] == expected
+        assert [e.seq for e in ledger.store.iter_envelopes(0, until_time=hi)] == [e.seq for e in every if e.recorded_at <= hi]

@@ -99,7 +99,7 @@ def test_an_unknown_connection_expiring_is_observed_first_with_its_owner_prefix_
     assert [e.type for e in envs] == [ev.OBSERVED, ev.EXPIRED]
     assert envs[0].data["user_id"] == "user_7" and envs[0].data["tenant"] == "user_7"
     assert envs[0].meta["actor"] == {"kind": "composio", "id": "webhook"}
-    with ledger.store.write(ledger.now()) as txn:
+    with ledger.transaction() as txn:
         state = txn.connection("ca_new")
     assert (state.status, state.user_id, state.status_reason) == ("EXPIRED", "user_7", "refresh token revoked")
 
@@ -125,7 +125,7 @@ def test_a_late_expiry_is_recorded_but_does_not_move_the_status_back(ledger):
                                                occurred_at="2026-01-01T12:00:00.000000Z")])
     Ingest(ledger).record(hook_of(wh.expired("ca_1", "u1", when="2026-01-01T11:00:00Z")))
     assert types(ledger, "connection:ca_1") == [ev.OBSERVED, ev.EXPIRED]
-    with ledger.store.write(ledger.now()) as txn:
+    with ledger.transaction() as txn:
         assert txn.connection("ca_1").status == "ACTIVE"
 
 

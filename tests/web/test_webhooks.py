@@ -82,7 +82,7 @@ def stream(app, cid):
 
 def state_of(app, cid):
     ledger = app.extensions["ledger"]
-    with ledger.store.write(ledger.now()) as txn:
+    with ledger.transaction() as txn:
         return txn.connection(cid)
 
 
