@@ -19,6 +19,7 @@ from .envelope import NewEvent, connection_stream
 from .projections import ConnectionState
 from .service import make_meta
 from .tables import bindings, connections
+from .txn import Prefetch
 
 log = logging.getLogger("ledger.connections")
 SECURITY_STREAM = "security"
@@ -47,7 +48,9 @@ class Connections:
         """load -> authorize -> decide -> append + outbox + idempotency -> commit -> signal."""
         denied = False
         idem = f"http:{caller.kind}:{caller.id}:{idempotency_key}" if idempotency_key else None
-        with self.ledger.transaction() as txn:
+        wanted = Prefetch(streams=(connection_stream(cid),) if cid else (), connections=(cid,),
+                          bindings=(cid,), keys=(idem,))
+        with self.ledger.transaction(prefetch=wanted) as txn:
             if idem:
                 prior = txn.idempotent_result(idem)
                 if prior is not None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from .chain import canonical_json, envelope_text
 
@@ -71,6 +70,12 @@ class Envelope:
             schema=self.schema, data_json=self.data_json or canonical_json(self.data),
             meta_json=self.meta_json or canonical_json(self.meta),
             occurred_at=self.occurred_at, recorded_at=self.recorded_at, prev_hash=self.prev_hash)
+
+    @classmethod
+    def from_row(cls, r) -> "Envelope":
+        """From a stored row (the events columns in order), keeping its canonical text."""
+        from orjson import loads  # 3-4x the stdlib's parse speed; hashing still uses the stdlib
+        return cls(r[0], r[1], r[2], r[3], r[4], loads(r[5]), loads(r[6]), r[7], r[8], r[9], r[10], r[5], r[6])
 
     @classmethod
     def from_dict(cls, d: dict) -> "Envelope":

@@ -47,6 +47,11 @@ class NotBound(LedgerError):
     code = "NOT_FOUND"
 
 
+class InvalidInput(LedgerError):
+    """A value the ledger cannot store (too long, or bytes the database refuses)."""
+    code = "INVALID_INPUT"
+
+
 class StorageError(LedgerError):
     """The database could not be reached or refused the write."""
     code = "STORAGE_ERROR"

@@ -31,6 +31,11 @@ _STATEMENTS = {
     "bindings_of": "SELECT agent_id, connection_id, tenant, bound_at, bound_by FROM bindings "
                    "WHERE connection_id = :cid ORDER BY agent_id",
     "idempotency": "SELECT key, scope, first_seq, last_seq, response FROM idempotency_keys WHERE key = :key",
+    "insert_idempotency": "INSERT INTO idempotency_keys (key, scope, first_seq, last_seq, response, recorded_at) "
+                          "VALUES (:key, :scope, :first_seq, :last_seq, :response, :recorded_at)",
+    "delete_bindings": "DELETE FROM bindings WHERE connection_id = :cid",
+    "insert_binding": "INSERT INTO bindings (agent_id, connection_id, tenant, bound_at, bound_by) "
+                      "VALUES (:agent_id, :connection_id, :tenant, :bound_at, :bound_by)",
 }
 _NAMED = re.compile(r":([a-z_]+)")
 _CONNECTION_COLUMN_SET = frozenset(CONNECTION_COLUMNS)
@@ -58,6 +63,10 @@ class HotSQL:
     def one(self, cur, name: str, params: dict | None = None):
         cur.execute(self.sql[name], params or {})
         return cur.fetchone()
+
+    def all(self, cur, name: str, params: dict) -> list:
+        cur.execute(self.sql[name], params)
+        return cur.fetchall()
 
     def run(self, cur, name: str, params: dict) -> int:
         cur.execute(self.sql[name], params)

@@ -15,6 +15,7 @@ from . import envelope as ev
 from . import errors
 from .envelope import Actor, NewEvent, connection_stream
 from .service import make_meta
+from .txn import Prefetch
 from .webhooks import EXPIRED, TRIGGER_DISABLED, TRIGGER_MESSAGE, UNRECOGNISED, WebhookEvent
 
 log = logging.getLogger("ledger.ingest")
@@ -50,7 +51,9 @@ class Ingest:
 
     def _record(self, hook: WebhookEvent, trace_id: str | None) -> str:
         key = idempotency_key(hook.webhook_id)
-        with self.ledger.transaction() as txn:
+        cid = hook.connection_id
+        wanted = Prefetch(streams=(connection_stream(cid) if cid else WEBHOOK_STREAM,), connections=(cid,), keys=(key,))
+        with self.ledger.transaction(prefetch=wanted) as txn:
             if txn.idempotent_result(key) is not None:
                 return DUPLICATE  # the first delivery's events stand; this one records nothing
             outcome, stream, events, tenant = self._decide(txn, hook)

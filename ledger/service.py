@@ -9,7 +9,8 @@ from . import clock as _clock
 from .envelope import SYSTEM, Actor, Envelope, NewEvent
 from .projections import Projection
 from .signals import event_recorded
-from .store import EventStore, WriteTxn
+from .store import EventStore
+from .txn import Prefetch, WriteTxn
 
 log = logging.getLogger("ledger")
 
@@ -38,11 +39,12 @@ class Ledger:
         return _clock.iso(self.clock())
 
     @contextmanager
-    def transaction(self, lock_head: bool = True) -> Iterator[WriteTxn]:
+    def transaction(self, lock_head: bool = True, prefetch: Prefetch | None = None) -> Iterator[WriteTxn]:
         """The one write boundary: events, projection rows, outbox rows and idempotency records
         commit together or not at all; event_recorded is sent for each event after the commit.
-        `txn.now` is read once the writers' lock is held."""
-        with self.store.write(self.now, lock_head) as txn:
+        `txn.now` is read once the writers' lock is held; `prefetch` names what the
+        transaction will read, which PostgreSQL then fetches in the same round trip as the lock."""
+        with self.store.write(self.now, lock_head, prefetch) as txn:
             yield txn
         self.announce(txn.recorded)
 
@@ -50,7 +52,9 @@ class Ledger:
                idempotency_key: str | None = None, actor: Actor = SYSTEM,
                meta: dict | None = None) -> list[Envelope]:
         """Append events to one stream (optimistic concurrency, idempotent by key)."""
-        with self.transaction() as txn:
+        cid = stream.partition(":")[2] if stream.startswith("connection:") else None
+        wanted = Prefetch(streams=(stream,), connections=(cid,), keys=(idempotency_key,))
+        with self.transaction(prefetch=wanted) as txn:
             envs = txn.append(stream, list(new), expected_version,
                               meta if meta is not None else make_meta(actor), idempotency_key)
         return envs

@@ -13,65 +13,27 @@ import os
 import threading
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Iterator
 
 from orjson import loads as _loads  # 3-4x the stdlib's parse speed; hashing still uses stdlib json
 
-from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from . import errors
-from .chain import GENESIS_HASH, ChainWalker, canonical_json, envelope_text, link
-from .envelope import Envelope, NewEvent
+from .chain import GENESIS_HASH, ChainWalker, envelope_text
+from .engine import PG_IDLE, Gather, send_pg
+from .envelope import Envelope
 from .hotsql import HotSQL
-from .projections import (BINDING_EVENT_TYPES, META_READERS, Binding, ConnectionState, Projection, evolve_bindings,
-                          evolve_connection, replay)
-from .tables import bindings, connections, events, idempotency_keys, ledger_head, outbox
+from .projections import META_READERS, Binding, ConnectionState, Projection, replay
+from .tables import bindings, connections, events, ledger_head
+from .txn import Prefetch, WriteTxn
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
                events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
                events.c.prev_hash, events.c.hash)
 PAGE = 5000
-
-
-def normalize_url(url: str) -> str:
-    """postgres:// and postgresql:// mean psycopg 3 here."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return url
-
-
-def make_engine(url: str, **kw) -> Engine:
-    """An engine with the durability and locking settings the ledger relies on."""
-    url = normalize_url(url)
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kw)
-        _configure_sqlite(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (pysqlite's is deferred)
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        driver = conn.connection.driver_connection
-        if driver.in_transaction:
-            return  # the store's writer began it already (see EventStore._transaction)
-        # On the driver's connection: exec_driver_sql's bookkeeping cost more than the BEGIN.
-        driver.execute("BEGIN IMMEDIATE" if conn.get_execution_options().get("ledger_write") else "BEGIN")
 
 
 def _row_for_replay(r) -> Envelope:
@@ -80,184 +42,8 @@ def _row_for_replay(r) -> Envelope:
     return Envelope(r[0], r[1], r[2], r[3], r[4], _loads(r[5]), meta, r[7], r[8], r[9], r[10], r[5], r[6])
 
 
-def _row_to_envelope(r) -> Envelope:
-    return Envelope(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
-                    data=_loads(r[5]), meta=_loads(r[6]), occurred_at=r[7],
-                    recorded_at=r[8], prev_hash=r[9], hash=r[10], data_json=r[5], meta_json=r[6])
-
-
-@dataclass
-class WriteTxn:
-    """One serialised write transaction: appends, projection updates, outbox rows."""
-    conn: Connection
-    head_seq: int
-    head_hash: str
-    now: str
-    recorded: list = field(default_factory=list)
-    _states: dict = field(default_factory=dict)     # connection_id -> ConnectionState | None
-    _stored: dict = field(default_factory=dict)     # connection_id -> the row as the database has it
-    _bindings: dict = field(default_factory=dict)   # connection_id -> tuple[Binding]
-    _dirty: set = field(default_factory=set)
-    _enqueued: int = 0
-    hot: HotSQL | None = None
-    _cursor: object = None
-
-    @property
-    def cur(self):
-        """The driver's cursor, inside this same transaction (see ledger/hotsql.py)."""
-        if self._cursor is None:
-            self._cursor = self.conn.connection.driver_connection.cursor()
-        return self._cursor
-
-    # -- state the decisions read (cached, and written back once at the end) --
-    def connection(self, cid: str) -> ConnectionState | None:
-        if cid not in self._states:
-            row = self.hot.one(self.cur, "connection", {"cid": cid})
-            self._states[cid] = self._stored[cid] = ConnectionState(*row) if row else None
-        return self._states[cid]
-
-    def bindings_of(self, cid: str) -> tuple:
-        if cid not in self._bindings:
-            rows = self.conn.execute(select(bindings).where(bindings.c.connection_id == cid)
-                                     .order_by(bindings.c.agent_id)).all()
-            self._bindings[cid] = tuple(Binding.from_row(r) for r in rows)
-        return self._bindings[cid]
-
-    def stream_version(self, stream: str) -> int:
-        row = self.hot.one(self.cur, "stream_version", {"stream": stream})
-        return (row[0] if row else 0) or 0
-
-    def idempotent_result(self, key: str):
-        row = self.hot.one(self.cur, "idempotency", {"key": key})
-        return dict(zip(("key", "scope", "first_seq", "last_seq", "response"), row)) if row else None
-
-    def append(self, stream: str, new: list[NewEvent], expected_version: int | None = None,
-               meta: dict | None = None, idempotency_key: str | None = None,
-               response: str | None = None) -> list[Envelope]:
-        """Append events to a stream at the chain's head; project them in this transaction."""
-        if idempotency_key:
-            prior = self.idempotent_result(idempotency_key)
-            if prior is not None:
-                return self.read_range(prior["first_seq"], prior["last_seq"])
-        current = self.stream_version(stream)
-        if expected_version is not None and expected_version != current:
-            raise errors.ConcurrencyError(f"{stream} is at version {current}, not {expected_version}",
-                                          stream=stream, actual=current, expected=expected_version)
-        envs = self._seal(stream, current, new, meta or {}, idempotency_key)
-        if envs:
-            self.hot.many(self.cur, "insert_event", [_env_row(e) for e in envs])
-            self._project(envs)
-            self.recorded.extend(envs)
-        if idempotency_key:
-            self.remember(idempotency_key, stream, envs, response)
-        return envs
-
-    # -- outbox: Composio actions owed, written in the same transaction as their event --
-    def enqueue(self, connection_id: str, action: str, not_before: str, causation_seq: int) -> str:
-        # Ids sort in the order actions were owed, so the relay runs a connection's in order.
-        self._enqueued += 1
-        action_id = f"act_{causation_seq:012d}_{self._enqueued:02d}_{uuid.uuid4().hex[:8]}"
-        self.conn.execute(insert(outbox).values(
-            id=action_id, connection_id=connection_id, action=action, status="pending",
-            not_before=not_before, attempts=0, causation_seq=causation_seq,
-            created_at=self.now, updated_at=self.now))
-        return action_id
-
-    def open_actions(self, connection_id: str) -> list:
-        """Actions not yet done for a connection, oldest first."""
-        return self.conn.execute(select(outbox).where(outbox.c.connection_id == connection_id,
-                                                      outbox.c.status == "pending")
-                                 .order_by(outbox.c.causation_seq, outbox.c.created_at)).all()
-
-    def set_action(self, action_id: str, **values) -> None:
-        self.conn.execute(update(outbox).where(outbox.c.id == action_id).values(updated_at=self.now, **values))
-
-    def remember(self, key: str, scope: str, envs: list[Envelope], response: str | None) -> None:
-        self.conn.execute(insert(idempotency_keys).values(
-            key=key, scope=scope, first_seq=envs[0].seq if envs else None,
-            last_seq=envs[-1].seq if envs else None, response=response, recorded_at=self.now))
-
-    def read_range(self, first: int | None, last: int | None) -> list[Envelope]:
-        if first is None:
-            return []
-        rows = self.conn.execute(select(*_EVENT_COLS).where(events.c.seq.between(first, last))
-                                 .order_by(events.c.seq)).all()
-        return [_row_to_envelope(r) for r in rows]
-
-    def _seal(self, stream, version, new, meta, idempotency_key) -> list[Envelope]:
-        out = []
-        if idempotency_key:
-            meta = {**meta, "idempotency_key": idempotency_key}
-        meta_json = canonical_json(meta)
-        for ne in new:
-            self.head_seq += 1
-            version += 1
-            data_json = canonical_json(ne.data)
-            occurred = ne.occurred_at or self.now
-            body = envelope_text(seq=self.head_seq, stream=stream, version=version, type=ne.type,
-                                 schema=ne.schema, data_json=data_json, meta_json=meta_json,
-                                 occurred_at=occurred, recorded_at=self.now, prev_hash=self.head_hash)
-            h = link(self.head_hash, body)
-            out.append(Envelope(self.head_seq, stream, version, ne.type, ne.schema, ne.data, meta,
-                                occurred, self.now, self.head_hash, h, data_json, meta_json))
-            self.head_hash = h
-        return out
-
-    def _project(self, envs: list[Envelope]) -> None:
-        for env in envs:
-            cid = env.connection_id
-            if cid is None:
-                continue
-            before = self.connection(cid)
-            after = evolve_connection(before, env)
-            if after is not before:
-                self._states[cid] = after
-                self._dirty.add(("c", cid))
-            if env.type not in BINDING_EVENT_TYPES:
-                continue  # evolve_bindings would return the state unchanged: skip the read
-            old_b = self.bindings_of(cid)
-            new_b = evolve_bindings(old_b, env, after.tenant if after else "")
-            if new_b is not old_b:
-                self._bindings[cid] = new_b
-                self._dirty.add(("b", cid))
-
-    def flush(self) -> None:
-        """Write the changed projection rows and the new head; the caller commits."""
-        for kind, cid in sorted(self._dirty):
-            if kind == "c":
-                self._write_connection(cid)
-            else:
-                self._write_bindings(cid)
-        self._dirty.clear()
-
-    def _write_connection(self, cid: str) -> None:
-        state, stored = self._states[cid], self._stored.get(cid)
-        if stored is None:
-            self.hot.run(self.cur, "insert_connection", state.row())
-        else:
-            # Only the changed columns: SQLite rewrites every index whose columns are SET, and a
-            # typical event (used, status report) touches no indexed column at all.
-            changed = state.changes_since(stored)
-            if changed:
-                self.hot.update_connection(self.cur, changed, cid)
-        self._stored[cid] = state
-
-    def _write_bindings(self, cid: str) -> None:
-        self.conn.execute(delete(bindings).where(bindings.c.connection_id == cid))
-        rows = [b.row() for b in self._bindings[cid]]
-        if rows:
-            self.conn.execute(insert(bindings), rows)
-
-
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _env_row(e: Envelope) -> dict:
-    return {"seq": e.seq, "stream": e.stream, "version": e.version, "type": e.type,
-            "schema": e.schema, "data": e.data_json, "meta": e.meta_json,
-            "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
-            "prev_hash": e.prev_hash, "hash": e.hash}
 
 
 class EventStore:
@@ -284,43 +70,77 @@ class EventStore:
 
     # -- transactions --------------------------------------------------------------------
     @contextmanager
-    def write(self, clock, lock_head: bool = True) -> Iterator[WriteTxn]:
+    def write(self, clock, lock_head: bool = True, prefetch: Prefetch | None = None) -> Iterator[WriteTxn]:
         """A serialised write transaction; commits on clean exit, rolls back otherwise.
 
         `clock` (a callable giving the envelope's time, or that time) is read only once the
         writers' lock is held, and never gives less than the head's recorded_at: so
         recorded_at never goes back along the chain, and "up to a time" is a prefix of seqs.
+        `prefetch` names what the transaction will read, so PostgreSQL can fetch it with the
+        head lock (one round trip); the writes then go with the COMMIT (a second one).
         lock_head=False is for work that appends nothing (outbox claims): on PostgreSQL it
         then runs beside appends, relying on row locks (SKIP LOCKED) instead of the chain lock."""
         with self._writer_turn():
             try:
                 with self._write_connection() as (conn, cur), self._transaction(conn, cur):
                     txn = WriteTxn(conn, 0, GENESIS_HASH, "", hot=self.hot, _cursor=cur)
-                    seq, h, last_at = self._lock_head(txn, lock_head)
+                    seq, h, last_at = self._begin(txn, lock_head, prefetch)
                     txn.head_seq, txn.head_hash = seq, h
                     txn.now = max(clock() if callable(clock) else clock, last_at)
                     yield txn
-                    txn.flush()
-                    if txn.head_seq != seq:
-                        if not lock_head:
-                            raise RuntimeError("appended without holding the chain lock")
-                        self.hot.run(txn.cur, "update_head", {"seq": txn.head_seq, "hash": txn.head_hash,
-                                                              "recorded_at": txn.now})
+                    if txn.head_seq != seq and not lock_head:
+                        raise RuntimeError("appended without holding the chain lock")
+                    self._finish(txn, txn.head_seq != seq)
             except (IntegrityError, self._dbapi.IntegrityError) as exc:
                 raise errors.ConcurrencyError("a concurrent write won; retry") from exc
             except (OperationalError, self._dbapi.OperationalError) as exc:
                 raise errors.StorageError("the database is unavailable") from exc
+            except (DataError, self._dbapi.DataError) as exc:
+                # A value the column cannot hold got past validation: refuse it, never a 500.
+                raise errors.InvalidInput("a value is too long or not storable") from exc
+
+    def _begin(self, txn: WriteTxn, lock: bool, prefetch: Prefetch | None) -> tuple[int, str, str]:
+        """Lock (PostgreSQL) and read the head, and read what `prefetch` names.
+
+        PostgreSQL: BEGIN, the head lock and the reads leave as one multi-statement string, so
+        one round trip. Each read is its own statement after the lock, so in READ COMMITTED
+        each takes its snapshot once the lock is held and sees what the previous holder
+        committed (a subquery of the locking statement would not)."""
+        if self.dialect != "postgresql":
+            return self._lock_head(txn, lock)  # BEGIN IMMEDIATE was sent by _transaction
+        plan = txn.prefetch_plan(prefetch) if prefetch else []
+        answers = send_pg(txn.conn, ["BEGIN", self.hot.sql["head_locked" if lock else "head"]]
+                        + [(self.hot.sql[name], params) for _, _, name, params in plan])
+        for (kind, item, _, _), rows in zip(plan, answers[2:]):
+            txn.keep(kind, item, rows)
+        return self._head_tuple(answers[1][0] if answers[1] else None)
+
+    def _finish(self, txn: WriteTxn, head_moved: bool) -> None:
+        """Write what the transaction buffered and the new head. PostgreSQL: every write and the
+        COMMIT leave as one multi-statement string, so one round trip."""
+        cur = Gather() if self.dialect == "postgresql" else txn.cur
+        txn.flush(cur)
+        if head_moved:
+            self.hot.run(cur, "update_head", {"seq": txn.head_seq, "hash": txn.head_hash, "recorded_at": txn.now})
+        if self.dialect == "postgresql":
+            send_pg(txn.conn, cur.statements + ["COMMIT"])
 
     @contextmanager
     def _transaction(self, conn: Connection, cur):
-        """SQLite: BEGIN IMMEDIATE and COMMIT straight on the driver (SQLAlchemy's begin and
-        commit cost more than the statements of a one-event append); a Core statement run
-        inside joins the transaction (see _on_begin) and SQLAlchemy then commits it."""
-        if self.dialect != "sqlite":
-            with conn.begin():
-                yield
-            return
+        """The transaction, on the driver. SQLite: BEGIN IMMEDIATE and COMMIT (SQLAlchemy's
+        begin and commit cost more than the statements of a one-event append); a Core statement
+        run inside joins it (see _on_begin) and SQLAlchemy then commits it. PostgreSQL: the
+        connection is in autocommit mode and _begin/_finish send BEGIN and COMMIT with the
+        statements around them; here only a failure's ROLLBACK is left to do."""
         driver = conn.connection.driver_connection
+        if self.dialect == "postgresql":
+            try:
+                yield
+            except BaseException:
+                if driver.info.transaction_status != PG_IDLE:
+                    driver.execute("ROLLBACK")
+                raise
+            return
         cur.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -332,9 +152,13 @@ class EventStore:
     @contextmanager
     def _write_connection(self) -> Iterator[tuple[Connection, object]]:
         """PostgreSQL: a pooled connection per transaction (writers run side by side until the
-        head lock). SQLite: writers in this process already take turns on one lock, so they
-        share one connection, kept open: checking a connection out of the pool and back cost
-        more than the statements of a one-event append."""
+        head lock), in autocommit mode (see _transaction). SQLite: writers in this process
+        already take turns on one lock, so they share one connection, kept open: checking a
+        connection out of the pool and back cost more than the statements of an append."""
+        if self.dialect == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT", ledger_write=True) as conn:
+                yield conn, conn.connection.driver_connection.cursor()
+            return
         if self._lock_path is None:
             with self.engine.connect().execution_options(ledger_write=True) as conn:
                 yield conn, conn.connection.driver_connection.cursor()
@@ -376,7 +200,10 @@ class EventStore:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _lock_head(self, txn: WriteTxn, lock: bool = True) -> tuple[int, str, str]:
-        row = self.hot.one(txn.cur, "head_locked" if self.dialect == "postgresql" and lock else "head")
+        return self._head_tuple(self.hot.one(txn.cur, "head_locked" if self.dialect == "postgresql" and lock else "head"))
+
+    @staticmethod
+    def _head_tuple(row) -> tuple[int, str, str]:
         if row is None:
             raise errors.StorageError("the ledger is not initialised (run the migrations)")
         return row[0], row[1], row[2] or ""
@@ -410,14 +237,14 @@ class EventStore:
     def read_stream(self, stream: str) -> list[Envelope]:
         with self.read() as conn:
             rows = conn.execute(select(*_EVENT_COLS).where(events.c.stream == stream).order_by(events.c.version)).all()
-        return [_row_to_envelope(r) for r in rows]
+        return [Envelope.from_row(r) for r in rows]
 
     def read_after(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
         """Up to `limit` events with seq > after, in order (paging by seq)."""
         with self.read() as conn:
             rows = conn.execute(select(*_EVENT_COLS).where(events.c.seq > after)
                                 .order_by(events.c.seq).limit(limit)).all()
-        return [_row_to_envelope(r) for r in rows]
+        return [Envelope.from_row(r) for r in rows]
 
     def iter_rows(self, after: int = 0, until_seq: int | None = None, until_time: str | None = None,
                   page: int = PAGE) -> Iterator[tuple]:
@@ -476,7 +303,7 @@ class EventStore:
                        until_time: str | None = None) -> Iterator[Envelope]:
         """Everything after a seq, up to a seq or a time (recorded_at), in order."""
         for r in self.iter_rows(after, until_seq, until_time):
-            yield _row_to_envelope(r)
+            yield Envelope.from_row(r)
 
     def iter_export_lines(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[str]:
         """NDJSON lines (hashed envelope + hash) straight from the stored canonical text."""
@@ -511,7 +338,7 @@ class EventStore:
             q = q.where(events.c.recorded_at <= until)
         with self.read() as conn:
             rows = conn.execute(q.order_by(events.c.seq).limit(limit)).all()
-        return [_row_to_envelope(r) for r in rows]
+        return [Envelope.from_row(r) for r in rows]
 
     # -- verification and rebuild ----------------------------------------------------------
     def verify(self, from_seq: int | None = None, to_seq: int | None = None):

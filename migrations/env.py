@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from ledger import tables  # noqa: F401  (registers every table on SQLModel.metadata)
-from ledger.store import normalize_url
+from ledger.engine import normalize_url
 from sqlmodel import SQLModel
 
 config = context.config

@@ -57,7 +57,7 @@ def db_url(request, tmp_path, sqlite_template) -> str:
 
 @pytest.fixture
 def engine(db_url):
-    from ledger.store import make_engine
+    from ledger.engine import make_engine
     eng = make_engine(db_url)
     yield eng
     eng.dispose()

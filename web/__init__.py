@@ -16,7 +16,8 @@ def create_app(config: dict | None = None) -> Flask:
     configure_logging(app)
 
     from ledger.service import Ledger
-    from ledger.store import EventStore, make_engine
+    from ledger.engine import make_engine
+    from ledger.store import EventStore
     engine = make_engine(app.config["DATABASE_URL"])
     ledger = Ledger(EventStore(engine))
     app.extensions["engine"] = engine

@@ -12,7 +12,8 @@ import time
 from ledger.envelope import NewEvent
 from ledger.errors import ConcurrencyError
 from ledger.service import Ledger
-from ledger.store import EventStore, make_engine
+from ledger.engine import make_engine
+from ledger.store import EventStore
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from ledger.store import normalize_url
+from ledger.engine import normalize_url
 from ledger.tables import metadata
 from tests.support import databases as dbs
 from web import create_app

@@ -1,0 +1,256 @@
+"""WriteTxn: what one serialised write transaction reads and writes.
+
+It reads through a cache (a connection's state, its bindings, a stream's version, an
+idempotency key are each read once) and buffers what it writes (event rows, idempotency rows,
+projection rows) until `flush`, so the store can send all of it at once: on PostgreSQL the
+reads go out with BEGIN and the head lock, and the writes with the COMMIT, two round trips in
+all (see EventStore.write). Statements run on the driver's cursor, inside SQLAlchemy's transaction
+(ledger/hotsql.py); the rarer outbox statements use SQLAlchemy Core on `conn`.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from . import errors
+from .chain import canonical_json, envelope_text, link
+from .envelope import Envelope, NewEvent
+from .hotsql import HotSQL
+from .projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
+from .tables import events, outbox
+
+_EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
+               events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
+               events.c.prev_hash, events.c.hash)
+_IDEMPOTENCY_FIELDS = ("key", "scope", "first_seq", "last_seq", "response")
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """What a transaction is about to read; PostgreSQL fetches it with the head lock."""
+    streams: tuple = ()        # their versions
+    connections: tuple = ()    # their projection rows
+    bindings: tuple = ()       # connection ids whose bindings are needed
+    keys: tuple = ()           # idempotency keys
+
+
+@dataclass
+class WriteTxn:
+    """One serialised write transaction: appends, projection updates, outbox rows."""
+    conn: Connection
+    head_seq: int
+    head_hash: str
+    now: str
+    hot: HotSQL
+    _cursor: object = None
+    recorded: list = field(default_factory=list)
+    _states: dict = field(default_factory=dict)     # connection_id -> ConnectionState | None
+    _stored: dict = field(default_factory=dict)     # connection_id -> the row as the database has it
+    _bindings: dict = field(default_factory=dict)   # connection_id -> tuple[Binding]
+    _versions: dict = field(default_factory=dict)   # stream -> its version, this transaction included
+    _keys: dict = field(default_factory=dict)       # idempotency key -> its record, or None
+    _new_events: list = field(default_factory=list)
+    _new_keys: list = field(default_factory=list)
+    _dirty: set = field(default_factory=set)        # ("b" | "c", connection_id)
+    _enqueued: int = 0
+
+    @property
+    def cur(self):
+        """The driver's cursor, inside this same transaction (see ledger/hotsql.py)."""
+        if self._cursor is None:
+            self._cursor = self.conn.connection.driver_connection.cursor()
+        return self._cursor
+
+    # -- reads: each fact once, cached for the rest of the transaction --------------------------
+    def connection(self, cid: str) -> ConnectionState | None:
+        if cid not in self._states:
+            self._keep_connection(cid, self.hot.one(self.cur, "connection", {"cid": cid}))
+        return self._states[cid]
+
+    def bindings_of(self, cid: str) -> tuple:
+        if cid not in self._bindings:
+            self._keep_bindings(cid, self.hot.all(self.cur, "bindings_of", {"cid": cid}))
+        return self._bindings[cid]
+
+    def stream_version(self, stream: str) -> int:
+        if stream not in self._versions:
+            self._keep_version(stream, self.hot.one(self.cur, "stream_version", {"stream": stream}))
+        return self._versions[stream]
+
+    def idempotent_result(self, key: str) -> dict | None:
+        if key not in self._keys:
+            self._keep_key(key, self.hot.one(self.cur, "idempotency", {"key": key}))
+        return self._keys[key]
+
+    def prefetch_plan(self, wanted: Prefetch) -> list[tuple[str, str, str, dict]]:
+        """The reads `wanted` names, as (kind, item, statement name, parameters): the store sends
+        them together and hands each answer to `keep`."""
+        plan = []
+        for kind, name, param, items in (
+                ("version", "stream_version", "stream", wanted.streams),
+                ("connection", "connection", "cid", wanted.connections),
+                ("bindings", "bindings_of", "cid", wanted.bindings),
+                ("key", "idempotency", "key", wanted.keys)):
+            plan += [(kind, item, name, {param: item}) for item in dict.fromkeys(i for i in items if i)]
+        return plan
+
+    def keep(self, kind: str, item: str, rows: list) -> None:
+        """Cache the answer to one planned read (all its rows)."""
+        if kind == "bindings":
+            self._keep_bindings(item, rows)
+        else:
+            getattr(self, "_keep_" + kind)(item, rows[0] if rows else None)
+
+    def _keep_connection(self, cid, row) -> None:
+        self._states[cid] = self._stored[cid] = ConnectionState(*row) if row else None
+
+    def _keep_bindings(self, cid, rows) -> None:
+        self._bindings[cid] = tuple(Binding(*r) for r in rows)
+
+    def _keep_version(self, stream, row) -> None:
+        self._versions[stream] = (row[0] if row else 0) or 0
+
+    def _keep_key(self, key, row) -> None:
+        self._keys[key] = dict(zip(_IDEMPOTENCY_FIELDS, row)) if row else None
+
+    # -- appends -------------------------------------------------------------------------------
+    def append(self, stream: str, new: list[NewEvent], expected_version: int | None = None,
+               meta: dict | None = None, idempotency_key: str | None = None,
+               response: str | None = None) -> list[Envelope]:
+        """Append events to a stream at the chain's head; project them in this transaction."""
+        if idempotency_key:
+            prior = self.idempotent_result(idempotency_key)
+            if prior is not None:
+                return self.read_range(prior["first_seq"], prior["last_seq"])
+        current = self.stream_version(stream)
+        if expected_version is not None and expected_version != current:
+            raise errors.ConcurrencyError(f"{stream} is at version {current}, not {expected_version}",
+                                          stream=stream, actual=current, expected=expected_version)
+        envs = self._seal(stream, current, new, meta or {}, idempotency_key)
+        if envs:
+            self._versions[stream] = envs[-1].version
+            self._new_events.extend(_env_row(e) for e in envs)
+            self._project(envs)
+            self.recorded.extend(envs)
+        if idempotency_key:
+            self.remember(idempotency_key, stream, envs, response)
+        return envs
+
+    def remember(self, key: str, scope: str, envs: list[Envelope], response: str | None) -> None:
+        """Record an idempotency key and what it produced (written at flush)."""
+        row = {"key": key, "scope": scope, "first_seq": envs[0].seq if envs else None,
+               "last_seq": envs[-1].seq if envs else None, "response": response, "recorded_at": self.now}
+        self._new_keys.append(row)
+        self._keys[key] = {k: row[k] for k in _IDEMPOTENCY_FIELDS}
+
+    def read_range(self, first: int | None, last: int | None) -> list[Envelope]:
+        """Committed events first..last (what an earlier use of an idempotency key recorded)."""
+        if first is None:
+            return []
+        rows = self.conn.execute(select(*_EVENT_COLS).where(events.c.seq.between(first, last))
+                                 .order_by(events.c.seq)).all()
+        return [Envelope.from_row(r) for r in rows]
+
+    def _seal(self, stream, version, new, meta, idempotency_key) -> list[Envelope]:
+        out = []
+        if idempotency_key:
+            meta = {**meta, "idempotency_key": idempotency_key}
+        meta_json = canonical_json(meta)
+        for ne in new:
+            self.head_seq += 1
+            version += 1
+            data_json = canonical_json(ne.data)
+            occurred = ne.occurred_at or self.now
+            body = envelope_text(seq=self.head_seq, stream=stream, version=version, type=ne.type,
+                                 schema=ne.schema, data_json=data_json, meta_json=meta_json,
+                                 occurred_at=occurred, recorded_at=self.now, prev_hash=self.head_hash)
+            h = link(self.head_hash, body)
+            out.append(Envelope(self.head_seq, stream, version, ne.type, ne.schema, ne.data, meta,
+                                occurred, self.now, self.head_hash, h, data_json, meta_json))
+            self.head_hash = h
+        return out
+
+    def _project(self, envs: list[Envelope]) -> None:
+        for env in envs:
+            cid = env.connection_id
+            if cid is None:
+                continue
+            before = self.connection(cid)
+            after = evolve_connection(before, env)
+            if after is not before:
+                self._states[cid] = after
+                self._dirty.add(("c", cid))
+            if env.type not in BINDING_EVENT_TYPES:
+                continue  # evolve_bindings would return the state unchanged: skip the read
+            old_b = self.bindings_of(cid)
+            new_b = evolve_bindings(old_b, env, after.tenant if after else "")
+            if new_b is not old_b:
+                self._bindings[cid] = new_b
+                self._dirty.add(("b", cid))
+
+    # -- outbox: Composio actions owed, written in the same transaction as their event ----------
+    def enqueue(self, connection_id: str, action: str, not_before: str, causation_seq: int) -> str:
+        # Ids sort in the order actions were owed, so the relay runs a connection's in order.
+        self._enqueued += 1
+        action_id = f"act_{causation_seq:012d}_{self._enqueued:02d}_{uuid.uuid4().hex[:8]}"
+        self.conn.execute(insert(outbox).values(
+            id=action_id, connection_id=connection_id, action=action, status="pending",
+            not_before=not_before, attempts=0, causation_seq=causation_seq,
+            created_at=self.now, updated_at=self.now))
+        return action_id
+
+    def open_actions(self, connection_id: str) -> list:
+        """Actions not yet done for a connection, oldest first."""
+        return self.conn.execute(select(outbox).where(outbox.c.connection_id == connection_id,
+                                                      outbox.c.status == "pending")
+                                 .order_by(outbox.c.causation_seq, outbox.c.created_at)).all()
+
+    def set_action(self, action_id: str, **values) -> None:
+        self.conn.execute(update(outbox).where(outbox.c.id == action_id).values(updated_at=self.now, **values))
+
+    # -- the writes, at the end ------------------------------------------------------------------
+    def flush(self, cur=None) -> None:
+        """Write the buffered events and keys and the changed projection rows, as driver
+        statements on `cur` (the store may pass one that gathers them to send with the COMMIT);
+        the caller commits."""
+        cur = cur or self.cur
+        if self._new_events:
+            self.hot.many(cur, "insert_event", self._new_events)
+            self._new_events = []
+        if self._new_keys:
+            self.hot.many(cur, "insert_idempotency", self._new_keys)
+            self._new_keys = []
+        for kind, cid in sorted(self._dirty):
+            if kind == "c":
+                self._write_connection(cur, cid)
+            else:
+                self._write_bindings(cur, cid)
+        self._dirty.clear()
+
+    def _write_connection(self, cur, cid: str) -> None:
+        state, stored = self._states[cid], self._stored.get(cid)
+        if stored is None:
+            self.hot.run(cur, "insert_connection", state.row())
+        else:
+            # Only the changed columns: SQLite rewrites every index whose columns are SET, and a
+            # typical event (used, status report) touches no indexed column at all.
+            changed = state.changes_since(stored)
+            if changed:
+                self.hot.update_connection(cur, changed, cid)
+        self._stored[cid] = state
+
+    def _write_bindings(self, cur, cid: str) -> None:
+        self.hot.run(cur, "delete_bindings", {"cid": cid})
+        rows = [b.row() for b in self._bindings[cid]]
+        if rows:
+            self.hot.many(cur, "insert_binding", rows)
+
+
+def _env_row(e: Envelope) -> dict:
+    return {"seq": e.seq, "stream": e.stream, "version": e.version, "type": e.type,
+            "schema": e.schema, "data": e.data_json, "meta": e.meta_json,
+            "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
+            "prev_hash": e.prev_hash, "hash": e.hash}
