@@ -54,7 +54,11 @@ def checked_envelopes(path: str, until_seq: int | None = None, until_time: str |
             if walker is None:  # a range export starts mid-chain: its first prev_hash is taken as given
                 walker = ChainWalker() if seq == 1 else ChainWalker(None, None)
             body = {k: v for k, v in env.items() if k != "hash"}
-            if not walker.feed(seq, str(env["prev_hash"]), canonical_json(body), str(env["hash"])):
+            try:
+                text_ = canonical_json(body)
+            except (ValueError, TypeError):  # e.g. 1e400: no canonical form, so never what was hashed
+                raise BadLine(number, seq, "a value has no canonical JSON form") from None
+            if not walker.feed(seq, str(env["prev_hash"]), text_, str(env["hash"])):
                 raise BadLine(number, walker.bad_seq, walker.reason)
             if on_hash:
                 on_hash(seq, env["hash"])

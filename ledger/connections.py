@@ -15,6 +15,7 @@ from . import envelope as ev
 from . import errors
 from .commands import (BindAgent, Caller, RequestDisconnect, RestoreConnection, StartConnection,
                        UnbindAgent)
+from .clock import plus_seconds
 from .envelope import NewEvent, connection_stream
 from .projections import ConnectionState
 from .service import make_meta
@@ -22,6 +23,8 @@ from .tables import bindings, connections
 from .txn import Prefetch
 
 log = logging.getLogger("ledger.connections")
+# A reservation older than this belongs to a request that died (Composio's timeout is far shorter).
+ABANDONED_AFTER_SECONDS = 120
 SECURITY_STREAM = "security"
 
 
@@ -66,7 +69,8 @@ class Connections:
                 answer = None
             else:
                 decision = decide(txn, state)
-                answer = self._apply(txn, caller, cid, decision, trace_id)
+                answer = self._apply(txn, caller, cid, decision, make_meta(
+                    caller.actor, caller.tenant, trace_id, idempotency_key=idempotency_key))
                 if idem:
                     txn.remember(idem, fingerprint, [], json.dumps(answer))
         if denied:
@@ -75,10 +79,9 @@ class Connections:
             self.after_commit(cid)
         return answer
 
-    def _apply(self, txn, caller, cid, decision, trace_id) -> dict:
+    def _apply(self, txn, caller, cid, decision, meta: dict) -> dict:
         if decision.events:
-            envs = txn.append(connection_stream(cid), list(decision.events),
-                              meta=make_meta(caller.actor, caller.tenant, trace_id))
+            envs = txn.append(connection_stream(cid), list(decision.events), meta=meta)
             for act in decision.actions:
                 txn.enqueue(cid, act.kind, act.not_before, envs[-1].seq)
         return decision.answer if decision.answer is not None else self._public(txn.connection(cid), txn.bindings_of(cid))
@@ -93,7 +96,7 @@ class Connections:
     # -- commands ----------------------------------------------------------------------------
     def disconnect(self, caller: Caller, cmd: RequestDisconnect, **kw) -> dict:
         def decide(txn, state):
-            can_revoke = self.gateway.can_revoke(state.toolkit) if cmd.dry_run else None
+            can_revoke = self.revocable(txn.conn, state.toolkit) if cmd.dry_run else None
             return decisions.decide_disconnect(state, txn.bindings_of(state.connection_id), cmd,
                                                txn.now, self.grace_seconds, can_revoke)
         if cmd.dry_run:
@@ -103,10 +106,16 @@ class Connections:
 
     def restore(self, caller: Caller, cmd: RestoreConnection, **kw) -> dict:
         def decide(txn, state):
-            open_actions = txn.open_actions(state.connection_id)
-            if any(a.action == "revoke" and a.claimed_until and a.claimed_until > txn.now for a in open_actions):
+            # Locked (PostgreSQL): a relay claiming the purge right now either committed its claim
+            # before this read (seen below: refused) or skips these rows (SKIP LOCKED) until the
+            # cancellation has committed. Restore and purge never both happen.
+            open_actions = txn.open_actions(state.connection_id, lock=True)
+            if any(a.action in ("revoke", "delete") and a.claimed_until and a.claimed_until > txn.now
+                   for a in open_actions):
                 raise errors.GracePeriodExpired("The purge is already under way.")
-            unsent = [a for a in open_actions if a.action == "disable" and not a.claimed_by]
+            # A disable never tried has not reached Composio: cancel it, nothing to re-enable. One
+            # that was tried (even if it failed: a timeout may have landed) is answered by an enable.
+            unsent = [a for a in open_actions if a.action == "disable" and not a.claimed_by and not a.attempts]
             decision = decisions.decide_restore(state, txn.now, disable_unsent=bool(unsent))
             for a in open_actions:
                 if a.action in ("revoke", "delete") or a in unsent:
@@ -126,29 +135,64 @@ class Connections:
                            fingerprint=_fingerprint(cmd), action="unbind", **kw)
 
     def start(self, caller: Caller, cmd: StartConnection, *, trace_id=None, idempotency_key=None) -> dict:
-        """Create the account at Composio, then record it; a Composio failure records nothing."""
+        """Create the account at Composio, then record it; a Composio failure records nothing.
+
+        With an Idempotency-Key the key is reserved before Composio is called, so a retry (or a
+        concurrent duplicate) never creates a second account: it gets the first answer, or 409
+        while the first is still in flight."""
         if caller.kind != "user":
             raise errors.InvalidState("Only a person can start a connection of their own.")
         idem = f"http:{caller.kind}:{caller.id}:{idempotency_key}" if idempotency_key else None
+        fingerprint = _fingerprint(cmd)
         if idem:
-            with self.ledger.store.read() as conn:
-                from .tables import idempotency_keys
-                from sqlalchemy import select
-                prior = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == idem)).first()
+            prior = self._reserve(idem, fingerprint)
             if prior is not None:
-                return json.loads(prior.response)
-        link = self.gateway.initiate(caller.id, cmd.toolkit, cmd.callback_url, cmd.credentials)
+                return prior
+        try:
+            link = self.gateway.initiate(caller.id, cmd.toolkit, cmd.callback_url, cmd.credentials)
+        except BaseException:
+            if idem:
+                with self.ledger.transaction() as txn:
+                    txn.release_key(idem)
+            raise
         data = {"connection_id": link.id, "user_id": caller.id, "tenant": caller.tenant,
                 "toolkit": cmd.toolkit.lower(), "status": link.status}
         answer = {"connectionId": link.id, "status": link.status, "redirectUrl": link.redirect_url}
         with self.ledger.transaction() as txn:
-            txn.append(connection_stream(link.id), [NewEvent(ev.INITIATED, data)],
-                       meta=make_meta(caller.actor, caller.tenant, trace_id))
+            envs = txn.append(connection_stream(link.id), [NewEvent(ev.INITIATED, data)],
+                              meta=make_meta(caller.actor, caller.tenant, trace_id, idempotency_key=idempotency_key))
             if idem:
-                txn.remember(idem, _fingerprint(cmd), [], json.dumps(answer))
+                txn.complete_key(idem, envs, json.dumps(answer))
         return answer
 
+    def _reserve(self, idem: str, fingerprint: str) -> dict | None:
+        """Reserve an idempotency key; the first answer if it was used before."""
+        with self.ledger.transaction(prefetch=Prefetch(keys=(idem,))) as txn:
+            prior = txn.idempotent_result(idem)
+            if prior is None:
+                txn.remember(idem, fingerprint, [], None)
+                return None
+            if prior["scope"] != fingerprint:
+                raise errors.IdempotencyKeyReused()
+            if prior["response"] is not None:
+                return json.loads(prior["response"])
+            if not txn.take_over_key(idem, older_than=plus_seconds(txn.now, -ABANDONED_AFTER_SECONDS)):
+                raise errors.IdempotencyKeyInUse()
+        return None  # a reservation abandoned by a crashed request: ours now
+
     # -- reads -------------------------------------------------------------------------------
+    @staticmethod
+    def revocable(conn, toolkit: str) -> bool | None:
+        """Whether the provider's grant can be revoked for this toolkit, as the last purge of one
+        of its connections found out (Composio answers 400 when it cannot); None if never tried.
+        Composio publishes no such list, and asking would mean revoking."""
+        from sqlalchemy import literal, select
+        from .tables import events
+        streams = select(literal("connection:") + connections.c.connection_id).where(connections.c.toolkit == toolkit)
+        row = conn.execute(select(events.c.data).where(events.c.type == ev.UPSTREAM_REVOKED, events.c.stream.in_(streams))
+                           .order_by(events.c.seq.desc()).limit(1)).first()
+        return json.loads(row[0]).get("supported") if row else None
+
     @staticmethod
     def _public(state: ConnectionState, bound: tuple = ()) -> dict:
         return {"connectionId": state.connection_id, "toolkit": state.toolkit, "status": state.status,

@@ -52,6 +52,11 @@ class InvalidInput(LedgerError):
     code = "INVALID_INPUT"
 
 
+class NotConfigured(LedgerError):
+    """A setting this needs is missing (e.g. COMPOSIO_API_KEY outside the sandbox server)."""
+    code = "NOT_CONFIGURED"
+
+
 class StorageError(LedgerError):
     """The database could not be reached or refused the write."""
     code = "STORAGE_ERROR"
@@ -92,3 +97,8 @@ class RevokeUnsupported(UpstreamRejected):
 class IdempotencyKeyReused(LedgerError):
     """This Idempotency-Key was already used for a different request."""
     code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class IdempotencyKeyInUse(LedgerError):
+    """A request with this Idempotency-Key is still being processed; retry shortly."""
+    code = "IDEMPOTENCY_KEY_IN_USE"

@@ -12,9 +12,6 @@ from typing import Protocol
 
 from . import errors
 
-# Toolkits known to answer 400 to /revoke (no revocation endpoint at the provider).
-NO_REVOKE_TOOLKITS = frozenset({"no-revoke-toolkit"})
-
 
 @dataclass(frozen=True)
 class Account:
@@ -61,9 +58,6 @@ class ComposioGateway(Protocol):
 
     def delete(self, connection_id: str, *, idempotency_key: str | None = None) -> None:
         """Delete at Composio with revoke_on_delete=true; UpstreamNotFound if already gone."""
-
-    def can_revoke(self, toolkit: str) -> bool | None:
-        """Best knowledge, without a network call, whether revoke is supported."""
 
 
 class SdkGateway:
@@ -188,6 +182,3 @@ class SdkGateway:
     def delete(self, connection_id, *, idempotency_key=None) -> None:
         self._call("delete", self.client.connected_accounts.delete, connection_id, revoke_on_delete=True,
                    extra_headers=self._headers(idempotency_key))
-
-    def can_revoke(self, toolkit: str) -> bool | None:
-        return toolkit.lower() not in NO_REVOKE_TOOLKITS

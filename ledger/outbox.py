@@ -153,9 +153,17 @@ class Relay:
     def _record(self, c: Claimed, outcome: Outcome) -> None:
         with self.ledger.transaction() as txn:
             row = txn.conn.execute(select(outbox).where(outbox.c.id == c.id)).first()
-            if row is None or row.status != "pending" or row.claimed_by != self.worker_id:
-                return  # another relay took over after our lease ran out and owns the outcome
-            stream, meta = connection_stream(c.connection_id), make_meta(RELAY, causation=row.causation_seq)
+            stream = connection_stream(c.connection_id)
+            meta = make_meta(RELAY, causation=row.causation_seq if row is not None else None)
+            if row is None or row.claimed_by != self.worker_id:
+                return  # our lease ran out; the relay that took over repeats the call and records it
+            if row.status != "pending":
+                # Cancelled while the call was under way (restores lock these rows, so this
+                # should not happen): what Composio did is still recorded, never dropped.
+                if outcome.ok:
+                    txn.append(stream, [NewEvent(e.type, {**e.data, "after_cancel": True}) for e in outcome.events
+                                        if e.type != ev.DISCONNECT_COMPLETED], meta=meta)
+                return
             if outcome.ok:
                 events = list(outcome.events)
                 if c.action == "delete" and txn.connection(c.connection_id) is not None \

@@ -16,9 +16,10 @@ A second run on unchanged data finds nothing to record.
 """
 from __future__ import annotations
 
+import json
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from . import envelope as ev
 from . import errors
@@ -26,7 +27,7 @@ from .envelope import Actor, NewEvent, connection_stream
 from .metrics import counters
 from .projections import DISCONNECTED, DISCONNECTING, ConnectionState
 from .service import make_meta
-from .tables import connections
+from .tables import connections, reconcile_runs
 
 log = logging.getLogger("ledger.reconcile")
 
@@ -39,6 +40,7 @@ def reconcile(ledger, gateway, user_id: str | None = None, page_size: int = 100)
     """Compare every Composio account (of one user, if given) with the projection; record drift.
     Returns counts: pages, accounts, status_drift, observed, missing, foreign, errors."""
     counts = dict.fromkeys(("pages", "accounts", *DRIFT, "foreign", "errors"), 0)
+    started = ledger.now()
     candidates = _live_ids(ledger, user_id)  # judged for "missing" only if live before the walk
     seen: set[str] = set()
     for page in _pages(gateway, user_id, page_size):
@@ -50,7 +52,7 @@ def reconcile(ledger, gateway, user_id: str | None = None, page_size: int = 100)
             _count(counts, _check_account(ledger, account, known.get(account.id)))
     for cid in sorted(candidates - seen):
         _count(counts, _check_missing(ledger, gateway, cid))
-    _report(counts, user_id)
+    _report(ledger, counts, user_id, started)
     return counts
 
 
@@ -144,10 +146,24 @@ def _count(counts: dict, outcome: str | None) -> None:
         counts[outcome] += 1
 
 
-def _report(counts: dict, user_id: str | None) -> None:
+def _report(ledger, counts: dict, user_id: str | None, started: str) -> None:
+    """The run's counts: in the log, and in reconcile_runs for /metrics (cron runs this in a
+    process of its own, whose counters die with it). Not in the ledger: a run that finds
+    nothing must record nothing there."""
     counters.inc("reconcile.runs")
     for name in (*DRIFT, "errors"):
         if counts[name]:
             counters.inc(f"reconcile.{name}", counts[name])
+    with ledger.store.engine.begin() as conn:
+        conn.execute(insert(reconcile_runs).values(started_at=started, finished_at=ledger.now(), user_id=user_id,
+                                                   counts=json.dumps(counts, sort_keys=True)))
     log.info("reconcile%s: %s", f" (user {user_id})" if user_id else "",
              " ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+def last_runs(ledger, limit: int = 5) -> list[dict]:
+    """The latest reconcile runs, newest first."""
+    with ledger.store.read() as conn:
+        rows = conn.execute(select(reconcile_runs).order_by(reconcile_runs.c.id.desc()).limit(limit)).all()
+    return [{"started_at": r.started_at, "finished_at": r.finished_at, "user_id": r.user_id,
+             "counts": json.loads(r.counts)} for r in rows]

@@ -16,7 +16,7 @@ log = logging.getLogger("ledger")
 
 
 def make_meta(actor: Actor, tenant: str | None = None, trace_id: str | None = None,
-              causation: int | None = None) -> dict:
+              causation: int | None = None, idempotency_key: str | None = None) -> dict:
     """The envelope's meta; keys left out when unknown so the hashed text stays small."""
     meta = {"actor": actor.as_dict()}
     if tenant:
@@ -25,6 +25,8 @@ def make_meta(actor: Actor, tenant: str | None = None, trace_id: str | None = No
         meta["trace_id"] = trace_id
     if causation:
         meta["causation"] = causation
+    if idempotency_key:
+        meta["idempotency_key"] = idempotency_key
     return meta
 
 

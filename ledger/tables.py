@@ -127,6 +127,17 @@ class PollRow(SQLModel, table=True):
     polled_at: str = Field(sa_column=Column(String(TS), nullable=False))
 
 
+class ReconcileRunRow(SQLModel, table=True):
+    """One `ledger reconcile` run and what it found: operators read the last ones on /metrics
+    (a run is a separate process, so in-memory counters would never reach the web workers)."""
+    __tablename__ = "reconcile_runs"
+    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    started_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    finished_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    user_id: Optional[str] = Field(default=None, sa_column=Column(String(200), nullable=True))
+    counts: str = Field(sa_column=Column(Text, nullable=False))  # JSON: outcome -> number
+
+
 events = EventRow.__table__
 ledger_head = LedgerHeadRow.__table__
 idempotency_keys = IdempotencyRow.__table__
@@ -135,4 +146,5 @@ bindings = BindingRow.__table__
 outbox = OutboxRow.__table__
 api_keys = ApiKeyRow.__table__
 polls = PollRow.__table__
+reconcile_runs = ReconcileRunRow.__table__
 metadata = SQLModel.metadata

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import errors
@@ -20,7 +20,7 @@ from .chain import canonical_json, envelope_text, link
 from .envelope import Envelope, NewEvent
 from .hotsql import HotSQL
 from .projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
-from .tables import events, outbox
+from .tables import events, idempotency_keys, outbox
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
                events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
@@ -146,6 +146,25 @@ class WriteTxn:
         self._new_keys.append(row)
         self._keys[key] = {k: row[k] for k in _IDEMPOTENCY_FIELDS}
 
+    def complete_key(self, key: str, envs: list[Envelope], response: str) -> None:
+        """Fill in a key reserved earlier (remember with no response) with what it produced."""
+        self.conn.execute(update(idempotency_keys).where(idempotency_keys.c.key == key).values(
+            first_seq=envs[0].seq if envs else None, last_seq=envs[-1].seq if envs else None,
+            response=response, recorded_at=self.now))
+
+    def release_key(self, key: str) -> None:
+        """Drop a reservation whose request failed, so a retry may run."""
+        self.conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key,
+                                                         idempotency_keys.c.response.is_(None)))
+
+    def take_over_key(self, key: str, older_than: str) -> bool:
+        """Take over a reservation made before `older_than` (its request died); False if it is
+        younger, i.e. still in flight."""
+        done = self.conn.execute(update(idempotency_keys).where(
+            idempotency_keys.c.key == key, idempotency_keys.c.response.is_(None),
+            idempotency_keys.c.recorded_at < older_than).values(recorded_at=self.now))
+        return done.rowcount == 1
+
     def read_range(self, first: int | None, last: int | None) -> list[Envelope]:
         """Committed events first..last (what an earlier use of an idempotency key recorded)."""
         if first is None:
@@ -202,11 +221,12 @@ class WriteTxn:
             created_at=self.now, updated_at=self.now))
         return action_id
 
-    def open_actions(self, connection_id: str) -> list:
-        """Actions not yet done for a connection, oldest first."""
-        return self.conn.execute(select(outbox).where(outbox.c.connection_id == connection_id,
-                                                      outbox.c.status == "pending")
-                                 .order_by(outbox.c.causation_seq, outbox.c.created_at)).all()
+    def open_actions(self, connection_id: str, lock: bool = False) -> list:
+        """Actions not yet done for a connection, oldest first; `lock`: row-locked until commit
+        (PostgreSQL; SQLite's writer already excludes every other writer)."""
+        q = (select(outbox).where(outbox.c.connection_id == connection_id, outbox.c.status == "pending")
+             .order_by(outbox.c.causation_seq, outbox.c.created_at))
+        return self.conn.execute(q.with_for_update() if lock else q).all()
 
     def set_action(self, action_id: str, **values) -> None:
         self.conn.execute(update(outbox).where(outbox.c.id == action_id).values(updated_at=self.now, **values))

@@ -16,6 +16,15 @@ def _ledger():
     return current_app.extensions["ledger"]
 
 
+def require_composio() -> None:
+    """Commands that call Composio need the real one: the sandbox's lives in the server process,
+    and an empty one would make every live connection look deleted."""
+    if not current_app.config.get("COMPOSIO_API_KEY"):
+        click.echo("COMPOSIO_API_KEY is not set: this command talks to Composio and needs the real one "
+                   "(the development sandbox's Composio exists only inside `make run`).", err=True)
+        sys.exit(2)
+
+
 @db_cli.command("upgrade")
 def db_upgrade():
     """Apply every migration up to head."""
@@ -61,10 +70,6 @@ def replay_cmd(until):
 
 
 def register_cli(app: Flask) -> None:
-    from .cli_reconcile import reconcile_cmd
-    if "reconcile" not in ledger_cli.commands:
-        reconcile_cmd.callback = with_appcontext(reconcile_cmd.callback)
-        ledger_cli.add_command(reconcile_cmd)
     app.cli.add_command(ledger_cli)
     app.cli.add_command(db_cli)
 
@@ -119,6 +124,7 @@ def relay_cmd(once, interval, sign_every):
     """Carry out owed Composio actions until SIGTERM (or once)."""
     import signal
     import threading
+    require_composio()
     relay = current_app.extensions["relay"]
     if once:
         click.echo(json.dumps({"attempted": relay.run_once()}))
@@ -196,3 +202,7 @@ def sign_head_cmd():
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(json.dumps(head))
+
+
+from .cli_reconcile import reconcile_cmd  # noqa: E402  (its module imports this one's helpers)
+ledger_cli.add_command(reconcile_cmd)

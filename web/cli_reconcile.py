@@ -6,20 +6,19 @@ import sys
 
 import click
 from flask import current_app
-
-
-def register(ledger_cli) -> None:
-    """Add the reconcile command to the `ledger` command group."""
-    ledger_cli.add_command(reconcile_cmd)
+from flask.cli import with_appcontext
 
 
 @click.command("reconcile")
+@with_appcontext
 @click.option("--user", "user_id", default=None, help="only this user's connections (our user id)")
 @click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True)
 def reconcile_cmd(user_id, page_size):
     """Walk Composio's connected accounts and record status drift, unseen and deleted accounts."""
     from ledger import errors
     from ledger.reconcile import reconcile
+    from .cli import require_composio
+    require_composio()
     try:
         counts = reconcile(current_app.extensions["ledger"], current_app.extensions["gateway"],
                            user_id=user_id, page_size=page_size)

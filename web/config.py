@@ -31,8 +31,8 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "API_KEY_CACHE_SECONDS": 5.0,         # a revoked key stops working within this many seconds
     "AUTO_MIGRATE": True,
-    "RELAY_INLINE": True,
-    "RELAY_IN_PROCESS": False,            # a relay thread inside the web process (the sandbox: `make run`)                 # run due outbox actions right after the request commits
+    "RELAY_INLINE": True,                 # run due outbox actions right after the request commits
+    "RELAY_IN_PROCESS": False,            # a relay thread inside the web process (the sandbox: `make run`)
     "RELAY_MAX_ATTEMPTS": 6,
     "RELAY_BASE_DELAY_SECONDS": 2.0,
     "RELAY_LEASE_SECONDS": 120.0,         # a claimed action is retried by another relay after this

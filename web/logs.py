@@ -5,6 +5,8 @@ import logging
 
 from flask import Flask, g, has_request_context
 
+FORMAT = "%(asctime)s %(levelname)s %(name)s [%(trace_id)s] %(message)s"
+
 
 class TraceIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
@@ -13,12 +15,16 @@ class TraceIdFilter(logging.Filter):
 
 
 def configure_logging(app: Flask) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(trace_id)s] %(message)s"))
-    handler.addFilter(TraceIdFilter())
+    """One handler, on the root logger, unless the host process configured logging already.
+
+    On the root, not on our own loggers: the composio SDK calls logging.basicConfig() when it
+    is imported, which adds a root handler only if there is none, and a handler of ours beside
+    it would print every line twice."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(FORMAT, defaults={"trace_id": "-"}))
+        handler.addFilter(TraceIdFilter())
+        root.addHandler(handler)
     for name in ("web", "ledger"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, TraceIdFilter) for h in logger.handlers for f in h.filters):
-            logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = True
+        logging.getLogger(name).setLevel(logging.INFO)

@@ -1,14 +1,19 @@
-"""GET /metrics: the process's operational counters as JSON (names and numbers only)."""
+"""GET /metrics: operational counts as JSON (names, numbers and times only)."""
 from __future__ import annotations
 
-from flask import Flask, jsonify
+import os
+
+from flask import Flask, current_app, jsonify
 
 from ledger.metrics import counters
+from ledger.reconcile import last_runs
 
 
 def metrics():
-    """Counters of this process: webhook deliveries by outcome, reconcile runs and drift."""
-    return jsonify({"counters": counters.snapshot()})
+    """Webhook deliveries by outcome (this worker process since it started) and the latest
+    reconcile runs (from the database: each run is a process of its own)."""
+    return jsonify({"process": {"pid": os.getpid(), "counters": counters.snapshot()},
+                    "reconcile": {"last_runs": last_runs(current_app.extensions["ledger"])}})
 
 
 def register_metrics(app: Flask) -> None:

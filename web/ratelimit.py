@@ -36,7 +36,18 @@ def too_many(exc):
     return envelope(429, "RATE_LIMITED", "Too many requests; slow down.", details, headers)
 
 
+def _retry_after_only_when_refused(response):
+    # Flask-Limiter sets Retry-After on every response it counts, a 201 included; the header
+    # means "come back later", so it stays only on the answers that say so.
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
+
+
 def init_limiter(app: Flask) -> Limiter:
+    # Registered before the Limiter: after_request hooks run last-registered first, so this runs
+    # after the limiter has added its headers.
+    app.after_request(_retry_after_only_when_refused)
     limiter = Limiter(
         key_func=caller_key, app=app,
         default_limits=[app.config["RATELIMIT_DEFAULT"]] if app.config["RATELIMIT_DEFAULT"] else [],

@@ -6,6 +6,8 @@ import threading
 
 from flask import Flask
 
+from ledger.errors import NotConfigured
+
 log = logging.getLogger("web")
 
 
@@ -30,6 +32,11 @@ def _sdk_factory(app: Flask):
         from ledger.gateway import SdkGateway
         base_url, api_key = cfg.get("COMPOSIO_BASE_URL"), cfg.get("COMPOSIO_API_KEY")
         if not api_key:
+            if not app.extensions.get("serving"):
+                # The sandbox's Composio lives inside the serving process. A command run beside
+                # it (relay, reconcile) would get an empty one of its own, and would then
+                # record every live connection as gone: refuse instead.
+                raise NotConfigured("COMPOSIO_API_KEY is not set; only the development server has a local Composio")
             # Development sandbox: a local Composio-compatible server in this process.
             from web.dev.composio_server import FakeComposio
             fake = FakeComposio()
@@ -46,6 +53,7 @@ def wire_services(app: Flask) -> None:
     from ledger.connections import Connections
     from ledger.outbox import Relay
     ledger = app.extensions["ledger"]
+    app.before_request(_mark_serving)
     gateway = LazyGateway(_sdk_factory(app))
     relay = Relay(ledger, gateway, max_attempts=int(app.config["RELAY_MAX_ATTEMPTS"]),
                   base_delay=float(app.config["RELAY_BASE_DELAY_SECONDS"]),
@@ -64,6 +72,12 @@ def wire_services(app: Flask) -> None:
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
         ledger, gateway, grace_seconds=int(app.config["DISCONNECT_GRACE_SECONDS"]),
         poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit))
+
+
+def _mark_serving() -> None:
+    """This process serves requests (so the sandbox's in-process Composio may be started)."""
+    from flask import current_app
+    current_app.extensions["serving"] = True
 
 
 def _relay_in_process_when_serving(app: Flask, relay) -> None:

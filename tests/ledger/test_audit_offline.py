@@ -72,6 +72,22 @@ def test_an_edited_dropped_or_swapped_line_is_found_at_its_seq(ledger, tmp_path,
     assert code == 1 and report["first_bad_seq"] == bad_seq
 
 
+@pytest.mark.parametrize("junk", ['{"seq": 5, "data": {"x": 1e400}}', "not json at all", "[1, 2]", '{"seq": "five"}'])
+def test_a_line_that_cannot_be_read_is_reported_as_bad_not_a_crash(ledger, tmp_path, junk):
+    _history(ledger)
+    lines = _export(ledger, tmp_path / "e.ndjson").read_text().splitlines()
+    if junk.startswith('{"seq": 5, "data"'):
+        env = json.loads(lines[4])
+        env["data"] = {"x": 1e400}  # parses as infinity: no canonical form exists for it
+        lines[4] = json.dumps(env)
+    else:
+        lines[4] = junk
+    (tmp_path / "bad.ndjson").write_text("\n".join(lines) + "\n")
+    for command in (["verify-export"], ["state", "--as-of", "12"]):
+        code, report = _run(*command[:1], tmp_path / "bad.ndjson", *command[1:])
+        assert code == 1 and report["ok"] is False and report["first_bad_seq"] == 5 and report["line"] == 5
+
+
 def test_a_range_export_verifies_on_its_own(ledger, tmp_path):
     _history(ledger)
     code, report = _run("verify-export", _export(ledger, tmp_path / "r.ndjson", from_seq=5, to_seq=9))

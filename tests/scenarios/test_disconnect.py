@@ -115,10 +115,20 @@ def test_a_dry_run_tells_the_impact_and_changes_nothing(client, auth, app, compo
     before = len(events_of(app))
     resp = client.delete(f"/api/connections/{cid}?dry_run=true", headers=h)
     assert resp.status_code == 200
-    assert resp.json["agents"] == ["agent-a"] and resp.json["purgeAt"] and resp.json["canRevoke"] is not None
+    assert resp.json["agents"] == ["agent-a"] and resp.json["purgeAt"] and resp.json["requiresForce"] is True
+    assert resp.json["canRevoke"] is None, "no github connection was purged yet: unknown, not guessed"
     body = client.delete("/api/connections/disconnect", json={"connectionId": cid, "dryRun": True}, headers=h)
     assert body.json["dryRun"] is True
     assert len(events_of(app)) == before and composio.calls("PATCH") == []
+
+
+@pytest.mark.parametrize("toolkit, supported", [("github", True), ("no-revoke-toolkit", False)])
+def test_a_dry_run_knows_whether_revoke_works_once_a_connection_of_the_toolkit_was_purged(
+        client, auth, app, toolkit, supported):
+    first, second = _connected(client, auth, toolkit=toolkit), _connected(client, auth, toolkit=toolkit)
+    client.delete(f"/api/connections/{first}?immediate=true", headers=auth.user("alice"))
+    preview = client.delete(f"/api/connections/{second}?dry_run=true", headers=auth.user("alice"))
+    assert preview.json["canRevoke"] is supported
 
 
 def test_restore_inside_the_window_reenables_and_after_it_is_409(client, auth, app, composio):
@@ -195,3 +205,63 @@ def test_person_b_cannot_disconnect_a_connection_of_person_a(client, auth, app, 
     assert resp.status_code == 404
     assert len(composio.calls()) == before and len(events_of(app, ev.ACCESS_DENIED)) == 1
     assert events_of(app, ev.DISCONNECT_REQUESTED) == []
+
+
+def test_a_restore_arriving_while_a_relay_claims_the_purge_waits_for_it_and_is_refused(client, auth, app, composio):
+    import threading
+    import time
+    from sqlalchemy import select, update
+    from ledger.clock import iso, now
+    from ledger.tables import outbox
+    cid = _connected(client, auth)
+    client.delete(f"/api/connections/{cid}", headers=auth.user("alice"))
+    engine = app.extensions["engine"]
+    with engine.connect() as conn:
+        [revoke] = conn.execute(select(outbox.c.id).where(outbox.c.connection_id == cid,
+                                                          outbox.c.action == "revoke")).scalars().all()
+    answers = []
+    restore = threading.Thread(target=lambda: answers.append(
+        app.test_client().post(f"/api/connections/{cid}/restore", headers=auth.user("alice"))))
+    # Another relay's claim, caught mid-transaction: the restore must wait for it, then see it.
+    with engine.connect().execution_options(ledger_write=True) as conn, conn.begin():
+        conn.execute(select(outbox).where(outbox.c.id == revoke).with_for_update())
+        conn.execute(update(outbox).where(outbox.c.id == revoke).values(
+            claimed_by="relay-elsewhere", claimed_until=iso(now() + timedelta(seconds=120))))
+        restore.start()
+        time.sleep(0.5)
+        assert restore.is_alive(), "the restore must wait for the claim, not read around it"
+    restore.join(30)
+    assert answers[0].status_code == 409 and answers[0].json["error"]["code"] == "GRACE_PERIOD_EXPIRED"
+    assert events_of(app, ev.DISCONNECT_CANCELLED) == []
+    with engine.connect() as conn:
+        row = conn.execute(select(outbox).where(outbox.c.id == revoke)).one()
+    assert row.status == "pending" and row.claimed_by == "relay-elsewhere", "the purge goes on"
+
+
+def test_failed_actions_back_off_exponentially_with_jitter_before_they_are_retried(make_app, auth, composio):
+    app = make_app(RELAY_BASE_DELAY_SECONDS=2.0, RELAY_MAX_ATTEMPTS=4)
+    client, auth.app = app.test_client(), app
+    cid = _connected(client, auth)
+    composio.fail("PATCH", "/status", status=500)
+    start = datetime.now(timezone.utc)
+    with freeze_time(start) as clock:
+        client.delete(f"/api/connections/{cid}", headers=auth.user("alice"))  # attempt 1, inline
+        waits = []
+        for attempt in range(1, 4):
+            [failed] = events_of(app, ev.PROVIDER_ACTION_FAILED)[-1:]
+            assert failed.data["attempt"] == attempt
+            due = datetime.fromisoformat(failed.data["retry_at"].replace("Z", "+00:00"))
+            wait = (due - datetime.now(timezone.utc)).total_seconds()
+            waits.append(wait)
+            calls = len(composio.calls("PATCH"))
+            clock.tick(wait - 0.05)
+            app.extensions["relay"].run_once()
+            assert len(composio.calls("PATCH")) == calls, "nothing is retried before its time"
+            clock.tick(0.1)
+            app.extensions["relay"].run_once()
+            assert len(composio.calls("PATCH")) == calls + 1
+    for attempt, wait in enumerate(waits, start=1):
+        full = 2.0 * 2 ** (attempt - 1)
+        assert full / 2 <= wait <= full, f"attempt {attempt} waited {wait}s, outside [{full / 2}, {full}]"
+    dead = events_of(app, ev.PROVIDER_ACTION_DEAD_LETTERED)
+    assert len(dead) == 1 and dead[0].data["attempts"] == 4

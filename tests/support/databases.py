@@ -11,7 +11,8 @@ from sqlalchemy.engine import make_url
 
 from ledger.engine import normalize_url
 
-PROJECT_TABLES = ("events", "ledger_head", "idempotency_keys", "connections", "bindings", "outbox", "api_keys", "polls")
+PROJECT_TABLES = ("events", "ledger_head", "idempotency_keys", "connections", "bindings", "outbox", "api_keys", "polls",
+                  "reconcile_runs")
 
 
 def pg_admin_url() -> str | None:

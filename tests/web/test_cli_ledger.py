@@ -49,3 +49,19 @@ def test_replay_until_a_seq_prints_the_state_then(db_url):
     assert now["ca_1"]["status"] == "ACTIVE" and now["ca_2"]["user_id"] == "u2"
     bad = runner.invoke(args=["ledger", "replay", "--until", "yesterday"])
     assert bad.exit_code != 0
+
+
+def test_relay_and_reconcile_refuse_to_run_without_the_real_composio(db_url):
+    # Without COMPOSIO_API_KEY only the development server has a Composio (inside its process);
+    # a command beside it must not act on an empty one and record every connection as gone.
+    app = _app(db_url)
+    _seed(app)
+    app.extensions["ledger"].append("connection:ca_1", [NewEvent(ev.DISCONNECT_REQUESTED, {
+        "purge_at": "2000-01-01T00:00:00.000000Z", "previous_status": "ACTIVE"})])
+    before = app.extensions["ledger"].store.head()
+    runner = app.test_cli_runner()
+    for args in (["ledger", "reconcile"], ["ledger", "relay", "--once"], ["ledger", "relay"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 2 and "COMPOSIO_API_KEY" in result.output
+    assert app.extensions["ledger"].store.head() == before
+    assert "dev_composio" not in app.extensions

@@ -141,3 +141,59 @@ def test_a_token_leaked_into_composio_state_appears_nowhere(client, auth, app, c
                 assert leaked.encode() not in open(path + suffix, "rb").read()
             except FileNotFoundError:
                 pass
+
+
+def test_a_retried_start_with_the_same_idempotency_key_creates_one_account(client, auth, app, composio):
+    h = {**auth.user("alice"), "Idempotency-Key": "start-1"}
+    first = client.post("/api/connections", json={"toolkit": "github"}, headers=h)
+    again = client.post("/api/connections", json={"toolkit": "github"}, headers=h)
+    assert first.status_code == again.status_code == 201 and again.json == first.json
+    assert len(composio.calls("POST", "/connected_accounts")) == 1
+    [initiated] = events_of(app, ev.INITIATED)
+    assert initiated.meta["idempotency_key"] == "start-1"
+    other = client.post("/api/connections", json={"toolkit": "gmail"}, headers=h)
+    assert other.status_code == 422 and other.json["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert len(composio.calls("POST", "/connected_accounts")) == 1
+
+
+def test_a_duplicate_start_while_the_first_is_in_flight_is_told_to_retry_not_served_twice(make_app, auth, composio):
+    import threading
+    app = make_app()
+    composio.delay("POST", "/api/v3.1/connected_accounts", 1.0, times=1)
+    h = {**auth.user("alice"), "Idempotency-Key": "start-2"}
+    first = []
+    thread = threading.Thread(target=lambda: first.append(
+        app.test_client().post("/api/connections", json={"toolkit": "github"}, headers=h)))
+    thread.start()
+    import time
+    time.sleep(0.4)
+    second = app.test_client().post("/api/connections", json={"toolkit": "github"}, headers=h)
+    thread.join(10)
+    assert first[0].status_code == 201
+    assert second.status_code == 409 and second.json["error"]["code"] == "IDEMPOTENCY_KEY_IN_USE"
+    retry = app.test_client().post("/api/connections", json={"toolkit": "github"}, headers=h)
+    assert retry.status_code == 201 and retry.json == first[0].json
+    assert len([c for c in composio.calls("POST", "/connected_accounts") if c["path"].endswith("connected_accounts")]) == 1
+
+
+def test_a_start_that_failed_at_composio_can_be_retried_with_the_same_key(client, auth, app, composio):
+    composio.fail("POST", "/api/v3.1/connected_accounts", status=500, times=1)
+    h = {**auth.user("alice"), "Idempotency-Key": "start-3"}
+    failed = client.post("/api/connections", json={"toolkit": "github"}, headers=h)
+    assert failed.status_code == 502
+    retry = client.post("/api/connections", json={"toolkit": "github"}, headers=h)
+    assert retry.status_code == 201 and len(events_of(app, ev.INITIATED)) == 1
+
+
+def test_disconnect_and_restore_retried_with_their_keys_record_once(client, auth, app):
+    cid = _start(client, auth, credentials={"api_key": "k"}).json["connectionId"]
+    d = {**auth.user("alice"), "Idempotency-Key": "disc-1"}
+    one = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=d)
+    two = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=d)
+    assert one.status_code == two.status_code == 200 and one.json == two.json
+    r = {**auth.user("alice"), "Idempotency-Key": "rest-1"}
+    one = client.post(f"/api/connections/{cid}/restore", headers=r)
+    two = client.post(f"/api/connections/{cid}/restore", headers=r)
+    assert one.status_code == two.status_code == 200 and one.json == two.json
+    assert len(events_of(app, ev.DISCONNECT_REQUESTED)) == 1 and len(events_of(app, ev.DISCONNECT_CANCELLED)) == 1
+    assert [e.meta.get("idempotency_key") for e in events_of(app, ev.DISCONNECT_CANCELLED)] == ["rest-1"]

@@ -9,7 +9,10 @@ def test_the_429_envelope_carries_retry_after_limit_remaining_and_reset(make_app
     app = make_app(RATELIMIT_DEFAULT="3 per minute")
     client = app.test_client()
     alice = auth.user("alice")
-    assert [client.get("/api/connections", headers=alice).status_code for _ in range(3)] == [200] * 3
+    allowed = [client.get("/api/connections", headers=alice) for _ in range(3)]
+    assert [r.status_code for r in allowed] == [200] * 3
+    assert [r.headers["X-RateLimit-Remaining"] for r in allowed] == ["2", "1", "0"]
+    assert all("Retry-After" not in r.headers for r in allowed), "an answer that was served says nothing of retrying"
     resp = client.get("/api/connections", headers=alice)
     assert resp.status_code == 429
     err = resp.json["error"]

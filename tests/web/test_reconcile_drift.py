@@ -28,6 +28,8 @@ def test_out_of_band_deletes_status_drift_and_unseen_accounts_are_recorded_once(
     h = auth.user("alice")
     assert client.get(f"/api/connections/{deleted}", headers=h).json["status"] == "DISCONNECTED"
     assert client.get(f"/api/connections/{drifted}", headers=h).json["status"] == "EXPIRED"
+    seen = client.get(f"/api/connections/{unseen}", headers=auth.user("bob")).json
+    assert seen["status"] == "ACTIVE" and seen["userId"] == "bob", "an account never seen is adopted for its owner"
     assert [e.data["user_id"] for e in events_of(app, ev.OBSERVED)] == ["bob"]
     before = len(events_of(app))
     again = _reconcile(runner)
@@ -49,3 +51,13 @@ def test_a_disconnecting_connection_is_never_judged_as_drift(app, client, auth, 
     counts = _reconcile(runner, "--user", "alice")
     assert counts["status_drift"] == 0
     assert client.get(f"/api/connections/{cid}", headers=auth.user("alice")).json["status"] == "DISCONNECTING"
+
+
+def test_each_reconcile_run_is_visible_on_metrics_though_it_ran_in_another_process(app, client, auth, composio, runner):
+    composio.add_account("dave", "github")
+    _reconcile(runner)
+    _reconcile(runner, "--user", "dave")
+    runs = client.get("/metrics").get_json()["reconcile"]["last_runs"]
+    assert [r["user_id"] for r in runs[:2]] == ["dave", None]
+    assert runs[1]["counts"]["observed"] == 1 and runs[0]["counts"]["observed"] == 0
+    assert runs[0]["finished_at"] >= runs[0]["started_at"]

@@ -29,16 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def build(db_url, secret=SECRET, **extra):
-    app = create_app({"DATABASE_URL": db_url, "AUTO_MIGRATE": False, "COMPOSIO_WEBHOOK_SECRET": secret,
-                      "COMPOSIO_API_KEY": "test", "COMPOSIO_USER_ID_PREFIX": "app-", **extra})
-    # Until create_app registers them itself (the lead wires them), register here, before any request.
-    from web import webhooks
-    from web.metrics import register_metrics
-    if "webhooks" not in app.blueprints:
-        app.register_blueprint(webhooks.bp)
-    if "metrics" not in app.view_functions:
-        register_metrics(app)
-    return app
+    return create_app({"DATABASE_URL": db_url, "AUTO_MIGRATE": False, "COMPOSIO_WEBHOOK_SECRET": secret,
+                       "COMPOSIO_API_KEY": "test", "COMPOSIO_USER_ID_PREFIX": "app-", **extra})
 
 
 @pytest.fixture
@@ -145,18 +137,38 @@ def test_twenty_parallel_deliveries_of_one_id_to_a_real_server_record_it_once(ap
     assert [e.type for e in stream(app, "ca_p")] == [ev.OBSERVED, ev.EXPIRED]
 
 
-def test_parallel_deliveries_split_across_two_workers_record_it_once(webhook_app):
-    # Two apps = two engines and two stores, as two worker processes have.
-    apps = [webhook_app(), webhook_app()]
-    servers = [serve(a) for a in apps]
+@pytest.mark.slow
+def test_parallel_deliveries_split_across_two_gunicorn_workers_record_it_once(app, db_url):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db_url, "AUTO_MIGRATE": "false", "COMPOSIO_WEBHOOK_SECRET": SECRET,
+           "COMPOSIO_API_KEY": "test", "COMPOSIO_USER_ID_PREFIX": "app-", "RATELIMIT_DEFAULT": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, "gunicorn did not start"
+                time.sleep(0.1)
         body, headers = wh.delivery(SECRET, wh.trigger_message("ca_w", "app-u1"))
-        outcomes = deliver_concurrently(servers, body, headers)
+        outcomes = deliver_concurrently([SimpleNamespace(server_port=port)], body, headers)
     finally:
-        for s in servers:
-            s.shutdown()
+        proc.terminate()
+        proc.wait(timeout=30)
     assert outcomes == ["accepted"] + ["duplicate"] * 19
-    assert recorded(apps[0]) == (1, 1)
+    assert recorded(app) == (1, 1)
+    assert app.extensions["ledger"].verify().ok
 
 
 # -- refused, nothing recorded ------------------------------------------------------------------------
@@ -297,12 +309,12 @@ def test_tokens_planted_in_every_known_place_reach_no_table_log_export_or_respon
 # -- operations -------------------------------------------------------------------------------------------
 
 def test_metrics_count_deliveries_by_outcome(app, client):
-    before = client.get("/metrics").get_json()["counters"]
+    before = client.get("/metrics").get_json()["process"]["counters"]
     payload = wh.trigger_message("ca_m", "app-u1")
     post(client, payload)
     post(client, payload)
     post(client, payload, secret="nope")
-    after = client.get("/metrics").get_json()["counters"]
+    after = client.get("/metrics").get_json()["process"]["counters"]
     for name in ("webhook.accepted", "webhook.duplicate", "webhook.rejected_signature"):
         assert after.get(name, 0) - before.get(name, 0) == 1, name
 
