@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from .chain import canonical_json, envelope_text
 
@@ -29,9 +30,12 @@ class NewEvent:
     occurred_at: str | None = None  # defaults to the time it is recorded
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """A recorded event exactly as hashed; `hash` seals the rest."""
+class Envelope(NamedTuple):
+    """A recorded event exactly as hashed; `hash` seals the rest.
+
+    A NamedTuple, not a frozen dataclass: just as immutable, and built several times faster
+    (a frozen dataclass sets each field through object.__setattr__), which is most of what
+    replaying a million events costs besides the projections themselves."""
     seq: int
     stream: str
     version: int
@@ -44,8 +48,8 @@ class Envelope:
     prev_hash: str
     hash: str
     # The exact canonical text stored for data/meta, so re-hashing never re-serialises.
-    data_json: str = field(default="", compare=False, repr=False)
-    meta_json: str = field(default="", compare=False, repr=False)
+    data_json: str = ""
+    meta_json: str = ""
 
     @property
     def connection_id(self) -> str | None:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import re
 
-from .projections import ConnectionState
-from dataclasses import fields
+from .projections import BINDING_COLUMNS, CONNECTION_COLUMNS, META_READERS
 
 EVENT_COLUMNS = ("seq", "stream", "version", "type", "schema", "data", "meta", "occurred_at",
                  "recorded_at", "prev_hash", "hash")
-CONNECTION_COLUMNS = tuple(f.name for f in fields(ConnectionState))
 
 _STATEMENTS = {
     "head": "SELECT seq, hash, recorded_at FROM ledger_head WHERE id = 1",
@@ -28,12 +26,21 @@ _STATEMENTS = {
         ", ".join(CONNECTION_COLUMNS), ", ".join(":" + c for c in CONNECTION_COLUMNS)),
     "scan": "SELECT {} FROM events WHERE seq > :after AND seq <= :until_seq AND recorded_at <= :until_time "
             "ORDER BY seq".format(", ".join(EVENT_COLUMNS)),
+    # What the projections read, and no more: meta only where one reads it, no hashes.
+    "replay_scan": "SELECT seq, stream, version, type, schema, data, CASE WHEN type IN ({}) THEN meta END, "
+                   "occurred_at, recorded_at FROM events WHERE seq > :after AND seq <= :until_seq "
+                   "AND recorded_at <= :until_time ORDER BY seq".format(
+                       ", ".join("'%s'" % t for t in sorted(META_READERS))),
     "bindings_of": "SELECT agent_id, connection_id, tenant, bound_at, bound_by FROM bindings "
                    "WHERE connection_id = :cid ORDER BY agent_id",
     "idempotency": "SELECT key, scope, first_seq, last_seq, response FROM idempotency_keys WHERE key = :key",
     "insert_idempotency": "INSERT INTO idempotency_keys (key, scope, first_seq, last_seq, response, recorded_at) "
                           "VALUES (:key, :scope, :first_seq, :last_seq, :response, :recorded_at)",
     "delete_bindings": "DELETE FROM bindings WHERE connection_id = :cid",
+    "delete_all_bindings": "DELETE FROM bindings",
+    "delete_all_connections": "DELETE FROM connections",
+    "live_connections": "SELECT {} FROM connections ORDER BY connection_id".format(", ".join(CONNECTION_COLUMNS)),
+    "live_bindings": "SELECT {} FROM bindings ORDER BY connection_id, agent_id".format(", ".join(BINDING_COLUMNS)),
     "insert_binding": "INSERT INTO bindings (agent_id, connection_id, tenant, bound_at, bound_by) "
                       "VALUES (:agent_id, :connection_id, :tenant, :bound_at, :bound_by)",
 }

@@ -7,6 +7,7 @@ envelope's type with a dict. An unknown type, or anything after DISCONNECTED, ch
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Callable, Iterable
 
 from . import envelope as ev
@@ -79,8 +80,9 @@ def _copy(state: ConnectionState, changes: dict) -> ConnectionState:
     # dataclasses.replace re-runs __init__ through fields(): 5x slower, and replay does this
     # once per event. A frozen dataclass only forbids setattr, so copying __dict__ is safe.
     new = object.__new__(ConnectionState)
-    new.__dict__.update(state.__dict__)
-    new.__dict__.update(changes)
+    d = new.__dict__
+    d.update(state.__dict__)
+    d.update(changes)
     return new
 
 
@@ -218,10 +220,12 @@ class Projection:
         cid = env.connection_id
         if cid is None:
             return
-        before = self.connections.get(cid)
-        after = evolve_connection(before, env)
+        connections = self.connections
+        after = evolve_connection(connections.get(cid), env)
         if after is not None:
-            self.connections[cid] = after
+            connections[cid] = after
+        if env.type not in BINDING_EVENT_TYPES:
+            return  # evolve_bindings would return the bindings unchanged (replay's common case)
         current = self.bindings.get(cid, ())
         updated = evolve_bindings(current, env, after.tenant if after else "")
         if updated is not current:
@@ -236,6 +240,13 @@ class Projection:
     def binding_rows(self) -> list[dict]:
         return [b.row() for _, bs in sorted(self.bindings.items()) for b in bs]
 
+    def connection_tuples(self) -> list[tuple]:
+        """connection_rows as tuples in column order (what rebuild compares and inserts)."""
+        return [_connection_tuple(s) for _, s in sorted(self.connections.items())]
+
+    def binding_tuples(self) -> list[tuple]:
+        return [_binding_tuple(b) for _, bs in sorted(self.bindings.items()) for b in bs]
+
     def as_json(self) -> dict:
         """The state as an auditor reads it: connections with their bound agents."""
         out = {}
@@ -244,6 +255,12 @@ class Projection:
             row["agents"] = [b.agent_id for b in self.bindings.get(cid, ())]
             out[cid] = row
         return out
+
+
+CONNECTION_COLUMNS = tuple(f.name for f in fields(ConnectionState))
+BINDING_COLUMNS = tuple(f.name for f in fields(Binding))
+_connection_tuple = attrgetter(*CONNECTION_COLUMNS)
+_binding_tuple = attrgetter(*BINDING_COLUMNS)
 
 
 def replay(envelopes: Iterable[Envelope], projection: Projection | None = None) -> Projection:

@@ -17,17 +17,17 @@ from typing import Iterator
 
 from orjson import loads as _loads  # 3-4x the stdlib's parse speed; hashing still uses stdlib json
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from . import errors
-from .chain import GENESIS_HASH, ChainWalker, envelope_text
+from .chain import GENESIS_HASH, ChainWalker, envelope_text, walk_rows
 from .engine import PG_IDLE, Gather, send_pg
 from .envelope import Envelope
 from .hotsql import HotSQL
-from .projections import META_READERS, Binding, ConnectionState, Projection, replay
-from .tables import bindings, connections, events, ledger_head
+from .projections import BINDING_COLUMNS, CONNECTION_COLUMNS, Binding, ConnectionState, Projection, replay
+from .tables import connections, events, ledger_head
 from .txn import Prefetch, WriteTxn
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
@@ -36,10 +36,11 @@ _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, e
 PAGE = 5000
 
 
-def _row_for_replay(r) -> Envelope:
-    """A lighter Envelope for projections: meta is parsed only where a projection reads it."""
-    meta = _loads(r[6]) if r[3] in META_READERS else {}
-    return Envelope(r[0], r[1], r[2], r[3], r[4], _loads(r[5]), meta, r[7], r[8], r[9], r[10], r[5], r[6])
+def _replay_envelopes(rows) -> Iterator[Envelope]:
+    """Envelopes for projections from replay_scan rows: meta parsed only where a projection reads
+    it (the scan sends it only then), and no hashes (no projection reads them)."""
+    for r in rows:
+        yield Envelope(r[0], r[1], r[2], r[3], r[4], _loads(r[5]), _loads(r[6]) if r[6] else {}, r[7], r[8], "", "")
 
 
 def _like_escape(value: str) -> str:
@@ -247,7 +248,7 @@ class EventStore:
         return [Envelope.from_row(r) for r in rows]
 
     def iter_rows(self, after: int = 0, until_seq: int | None = None, until_time: str | None = None,
-                  page: int = PAGE) -> Iterator[tuple]:
+                  page: int = PAGE, statement: str = "scan") -> Iterator[tuple]:
         """Raw event rows in seq order, streamed by the driver in constant memory: one
         statement (one consistent snapshot); a server-side cursor on PostgreSQL."""
         if until_time is not None:
@@ -264,7 +265,7 @@ class EventStore:
             else:
                 cur = driver.cursor()
                 cur.arraysize = page
-            cur.execute(self.hot.sql["scan"], params)
+            cur.execute(self.hot.sql[statement], params)
             while True:
                 rows = cur.fetchmany(page)
                 if not rows:
@@ -297,7 +298,7 @@ class EventStore:
 
     def replay(self, until_seq: int | None = None, until_time: str | None = None) -> Projection:
         """Every projection folded from seq 1 up to a seq or a recorded time, in memory."""
-        return replay(_row_for_replay(r) for r in self.iter_rows(0, until_seq, until_time))
+        return replay(_replay_envelopes(self.iter_rows(0, until_seq, until_time, statement="replay_scan")))
 
     def iter_envelopes(self, after: int = 0, until_seq: int | None = None,
                        until_time: str | None = None) -> Iterator[Envelope]:
@@ -343,21 +344,10 @@ class EventStore:
     # -- verification and rebuild ----------------------------------------------------------
     def verify(self, from_seq: int | None = None, to_seq: int | None = None):
         """Walk the chain from the stored columns; the first bad seq if any."""
-        if from_seq and from_seq > 1:
-            walker = ChainWalker(None, None)
-        else:
-            walker = ChainWalker()
+        walker = ChainWalker(None, None) if from_seq and from_seq > 1 else ChainWalker()
         after = (from_seq - 1) if from_seq else 0
-        for r in self.iter_rows(after, until_seq=to_seq):
-            try:
-                text = envelope_text(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
-                                     data_json=r[5], meta_json=r[6], occurred_at=r[7],
-                                     recorded_at=r[8], prev_hash=r[9])
-            except (TypeError, ValueError):  # a column edited into something not even well-typed
-                walker.fail(r[0], "a stored field has the wrong type")
-                break
-            if not walker.feed(r[0], r[9], text, r[10]):
-                break
+        rows = self.iter_rows(after, until_seq=to_seq)
+        walk_rows(walker, rows)
         result = walker.result()
         if result.ok and to_seq is None and from_seq in (None, 0, 1):
             head_seq, head_hash = self.head()
@@ -369,34 +359,36 @@ class EventStore:
 
     def projection_rows(self) -> tuple[list[dict], list[dict]]:
         """The live projection rows, ordered like Projection's rows."""
-        with self.read() as conn:
-            return self._projection_rows(conn)
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.driver_connection.cursor()
+            rows = self.hot.all(cur, "live_connections", {}), self.hot.all(cur, "live_bindings", {})
+        finally:
+            raw.driver_connection.rollback()
+            raw.close()
+        return ([dict(zip(CONNECTION_COLUMNS, r)) for r in rows[0]],
+                [dict(zip(BINDING_COLUMNS, r)) for r in rows[1]])
 
     def rebuild(self, now: str) -> tuple[Projection, bool]:
         """Replay from seq 1 into fresh projection rows, under the writers' lock so no append
         slips between the replay and the swap. Returns the projection and whether the live rows
         already equalled it."""
         with self.write(now) as txn:
-            live = self._projection_rows(txn.conn)
+            cur = txn.cur
+            live = (self.hot.all(cur, "live_connections", {}), self.hot.all(cur, "live_bindings", {}))
             # Read on another connection: we hold the writers' lock, so nothing can be appended
             # between this scan and the swap below.
-            projection = replay(_row_for_replay(r) for r in self.iter_rows())
-            same = live == (projection.connection_rows(), projection.binding_rows())
-            txn.conn.execute(delete(bindings))
-            txn.conn.execute(delete(connections))
-            for rows in (projection.connection_rows(),):
-                for i in range(0, len(rows), PAGE):
-                    txn.conn.execute(insert(connections), rows[i:i + PAGE])
-            brows = projection.binding_rows()
-            for i in range(0, len(brows), PAGE):
-                txn.conn.execute(insert(bindings), brows[i:i + PAGE])
+            projection = replay(_replay_envelopes(self.iter_rows(statement="replay_scan")))
+            same = [tuple(r) for r in live[0]] == projection.connection_tuples() and \
+                [tuple(r) for r in live[1]] == projection.binding_tuples()
+            if not same:
+                self.hot.run(cur, "delete_all_bindings", {})
+                self.hot.run(cur, "delete_all_connections", {})
+                for name, rows in (("insert_connection", projection.connection_rows()),
+                                   ("insert_binding", projection.binding_rows())):
+                    for i in range(0, len(rows), PAGE):
+                        self.hot.many(cur, name, rows[i:i + PAGE])
         return projection, same
-
-    @staticmethod
-    def _projection_rows(conn) -> tuple[list[dict], list[dict]]:
-        c = conn.execute(select(connections).order_by(connections.c.connection_id)).all()
-        b = conn.execute(select(bindings).order_by(bindings.c.connection_id, bindings.c.agent_id)).all()
-        return [ConnectionState.from_row(r).row() for r in c], [Binding.from_row(r).row() for r in b]
 
     def ping(self) -> None:
         with self.read() as conn:
