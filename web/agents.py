@@ -1,25 +1,25 @@
 """/api/agents/<agent_id>/connections: which connections an agent uses."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 
 from ledger.commands import BindAgent, UnbindAgent
 from ledger.errors import NotFound
 
 from . import auth
-from .schemas import valid_id
+from .schemas import idempotency_key, valid_agent_id, valid_id
 
 bp = Blueprint("agents", __name__, url_prefix="/api/agents")
 
 
 def _ids(agent_id: str, cid: str | None = None):
-    import re
-    if not re.fullmatch(r"[A-Za-z0-9_\-.:]{1,200}", agent_id) or (cid is not None and not valid_id(cid)):
+    if not valid_agent_id(agent_id) or (cid is not None and not valid_id(cid)):
         raise NotFound("No such connection.")
 
 
 def _ctx() -> dict:
-    return {"trace_id": g.trace_id, "idempotency_key": request.headers.get("Idempotency-Key") or None}
+    """Call first in a writing view: a bad Idempotency-Key is refused before anything happens."""
+    return {"trace_id": g.trace_id, "idempotency_key": idempotency_key()}
 
 
 @bp.get("/<agent_id>/connections")
@@ -35,16 +35,18 @@ def list_bound(agent_id):
 @auth.require_person_or_admin
 def bind(agent_id, cid):
     """Bind the agent to a connection (owner or connections:admin only)."""
+    ctx = _ctx()
     _ids(agent_id, cid)
     svc, caller = current_app.extensions["connections"], auth.current().caller()
     svc.visible(caller, cid, "bind", trace_id=g.trace_id)
-    return jsonify(svc.bind(caller, BindAgent(agent_id, cid), **_ctx()))
+    return jsonify(svc.bind(caller, BindAgent(agent_id, cid), **ctx))
 
 
 @bp.delete("/<agent_id>/connections/<cid>")
 @auth.require_person_or_admin
 def unbind(agent_id, cid):
     """Unbind -> 204; 404 if it was not bound."""
+    ctx = _ctx()
     _ids(agent_id, cid)
-    current_app.extensions["connections"].unbind(auth.current().caller(), UnbindAgent(agent_id, cid), **_ctx())
+    current_app.extensions["connections"].unbind(auth.current().caller(), UnbindAgent(agent_id, cid), **ctx)
     return "", 204

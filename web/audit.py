@@ -9,6 +9,7 @@ from ledger import envelope as ev
 
 from . import auth
 from .errors import ApiError
+from .queries import EventsQuery, SeqRangeQuery, StateQuery, parse_query
 from .timeparse import seq_or_time
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -17,36 +18,6 @@ log = logging.getLogger("web.audit")
 
 def _ledger():
     return current_app.extensions["ledger"]
-
-
-def _int_arg(name: str, default: int | None, lo: int = 0, hi: int | None = None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or int(raw) < lo or (hi is not None and int(raw) > hi):
-        bound = f" and at most {hi}" if hi is not None else ""
-        raise ApiError(422, "VALIDATION_ERROR", f"{name} must be an integer of at least {lo}{bound}.",
-                       [{"loc": ["query", name], "msg": f"Input should be an integer >= {lo}{bound}", "type": "int_parsing"}])
-    return int(raw)
-
-
-def _time_arg(name: str) -> str | None:
-    raw = request.args.get(name)
-    if not raw:
-        return None
-    seq, time = _as_of(raw, name)
-    if seq is not None:
-        raise ApiError(422, "VALIDATION_ERROR", f"{name} must be an ISO 8601 time.",
-                       [{"loc": ["query", name], "msg": "Input should be an ISO 8601 time", "type": "datetime_parsing"}])
-    return time
-
-
-def _as_of(raw: str, name: str):
-    try:
-        return seq_or_time(raw)
-    except ValueError:
-        raise ApiError(422, "VALIDATION_ERROR", f"{name} must be a seq number or an ISO 8601 time.",
-                       [{"loc": ["query", name], "msg": "Input should be a seq or an ISO 8601 time", "type": "value_error"}]) from None
 
 
 @bp.after_request
@@ -61,12 +32,10 @@ def _log_access(response):
 @auth.require_scope("audit:read")
 def events():
     """Events after a seq, filtered; page with next_after."""
-    after, limit = _int_arg("after", 0), _int_arg("limit", 100, lo=1, hi=1000)
-    found = _ledger().store.query_events(
-        after, limit, connection_id=request.args.get("connection_id") or None,
-        user_id=request.args.get("user_id") or None, type=request.args.get("type") or None,
-        since=_time_arg("since"), until=_time_arg("until"))
-    next_after = found[-1].seq if len(found) == limit else None
+    q = parse_query(EventsQuery)
+    found = _ledger().store.query_events(q.after, q.limit, connection_id=q.connection_id, user_id=q.user_id,
+                                         type=q.type, since=q.since, until=q.until)
+    next_after = found[-1].seq if len(found) == q.limit else None
     return jsonify({"events": [e.as_dict() for e in found], "next_after": next_after})
 
 
@@ -74,8 +43,8 @@ def events():
 @auth.require_scope("audit:read")
 def export():
     """The ledger (or a seq range) as NDJSON, streamed page by page in constant memory."""
-    from_seq, to_seq = _int_arg("from_seq", 1, lo=1), _int_arg("to_seq", None, lo=1)
-    lines = _ledger().store.iter_export_lines(from_seq, to_seq)
+    q = parse_query(SeqRangeQuery)
+    lines = _ledger().store.iter_export_lines(q.from_seq or 1, q.to_seq)
     return Response(lines, mimetype="application/x-ndjson",
                     headers={"Content-Disposition": "attachment; filename=ledger-export.ndjson"})
 
@@ -84,7 +53,8 @@ def export():
 @auth.require_scope("audit:read")
 def verify():
     """Walk the chain: ok, head, how many checked, the first bad seq."""
-    result = _ledger().verify(_int_arg("from_seq", None, lo=1), _int_arg("to_seq", None, lo=1))
+    q = parse_query(SeqRangeQuery)
+    result = _ledger().verify(q.from_seq, q.to_seq)
     return jsonify(result.as_dict())
 
 
@@ -92,10 +62,10 @@ def verify():
 @auth.require_scope("audit:read")
 def state():
     """Every connection's state as of a time or seq, by replay."""
-    raw = request.args.get("as_of")
-    seq, time = _as_of(raw, "as_of") if raw else (None, None)
+    as_of = parse_query(StateQuery).as_of
+    seq, time = seq_or_time(as_of) if as_of else (None, None)
     projection = _ledger().state_as_of(seq=seq, time=time)
-    return jsonify({"as_of": raw, "connections": projection.as_json()})
+    return jsonify({"as_of": as_of, "connections": projection.as_json()})
 
 
 @bp.get("/heads")

@@ -1,16 +1,14 @@
 """/api/connections: start, list, read, poll, disconnect, restore, history."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 
 from ledger.commands import RequestDisconnect, RestoreConnection, StartConnection
 from ledger.errors import NotFound
-from ledger.projections import STATUSES
 
 from . import auth
-from .errors import ApiError
-from .schemas import (DisconnectRequest, PreflightRequest, StartConnectionRequest, parse_body,
-                      query_bool, valid_id)
+from .queries import DisconnectQuery, DryRunQuery, ListQuery, parse_query
+from .schemas import DisconnectRequest, PreflightRequest, StartConnectionRequest, idempotency_key, parse_body, valid_id
 
 bp = Blueprint("connections", __name__, url_prefix="/api/connections")
 
@@ -20,7 +18,8 @@ def _svc():
 
 
 def _ctx() -> dict:
-    return {"trace_id": g.trace_id, "idempotency_key": request.headers.get("Idempotency-Key") or None}
+    """Call first in a writing view: a bad Idempotency-Key is refused before anything happens."""
+    return {"trace_id": g.trace_id, "idempotency_key": idempotency_key()}
 
 
 def _checked_id(cid: str) -> str:
@@ -33,20 +32,18 @@ def _checked_id(cid: str) -> str:
 @auth.require_person_or_admin
 def start():
     """Start connecting a toolkit: OAuth redirect, or ACTIVE at once with credentials."""
+    ctx = _ctx()
     body = parse_body(StartConnectionRequest)
     cmd = StartConnection(body.toolkit, body.callbackUrl, body.credentials)
-    return jsonify(_svc().start(auth.current().caller(), cmd, **_ctx())), 201
+    return jsonify(_svc().start(auth.current().caller(), cmd, **ctx)), 201
 
 
 @bp.get("")
 @auth.require_person_or_admin
 def list_connections():
     """My connections, from the projection (?status=, ?toolkit=)."""
-    status = request.args.get("status")
-    if status and status.upper() not in STATUSES:
-        raise ApiError(422, "VALIDATION_ERROR", "Unknown status.",
-                       [{"loc": ["query", "status"], "msg": f"Input should be one of {sorted(STATUSES)}", "type": "enum"}])
-    data = _svc().list(auth.current().caller(), status, request.args.get("toolkit"))
+    q = parse_query(ListQuery)
+    data = _svc().list(auth.current().caller(), q.status, q.toolkit)
     return jsonify({"data": data, "count": len(data)})
 
 
@@ -73,19 +70,20 @@ def history(cid):
     return jsonify({"events": events, "count": len(events)})
 
 
-def _disconnect(cid: str, force: bool, immediate: bool, dry_run: bool) -> dict:
+def _disconnect(ctx: dict, cid: str, force: bool, immediate: bool, dry_run: bool) -> dict:
     caller = auth.current().caller()
     _svc().visible(caller, cid, "disconnect", trace_id=g.trace_id)  # observes a never-seen one of mine
-    return _svc().disconnect(caller, RequestDisconnect(cid, force, immediate, dry_run), **_ctx())
+    return _svc().disconnect(caller, RequestDisconnect(cid, force, immediate, dry_run), **ctx)
 
 
 @bp.delete("/disconnect")
 @auth.require_person_or_admin
 def disconnect_body():
     """Disconnect (body form) -> 200 with status, purgeAt and warnings."""
+    ctx = _ctx()
     body = parse_body(DisconnectRequest)
-    dry_run = body.dryRun or query_bool("dry_run")
-    answer = _disconnect(body.connectionId, body.force, body.immediate, dry_run)
+    dry_run = body.dryRun or parse_query(DryRunQuery).dry_run
+    answer = _disconnect(ctx, body.connectionId, body.force, body.immediate, dry_run)
     return jsonify({"success": True, **answer})
 
 
@@ -93,9 +91,9 @@ def disconnect_body():
 @auth.require_person_or_admin
 def disconnect_rest(cid):
     """Disconnect (REST form, ?force=&immediate=&dry_run=) -> 204."""
-    flags = query_bool("force"), query_bool("immediate"), query_bool("dry_run")
-    answer = _disconnect(_checked_id(cid), *flags)
-    if flags[2]:
+    ctx, q = _ctx(), parse_query(DisconnectQuery)
+    answer = _disconnect(ctx, _checked_id(cid), q.force, q.immediate, q.dry_run)
+    if q.dry_run:
         return jsonify({"success": True, **answer})
     return "", 204
 
@@ -104,5 +102,6 @@ def disconnect_rest(cid):
 @auth.require_person_or_admin
 def restore(cid):
     """Undo a disconnect inside the grace period."""
-    answer = _svc().restore(auth.current().caller(), RestoreConnection(_checked_id(cid)), **_ctx())
+    ctx = _ctx()
+    answer = _svc().restore(auth.current().caller(), RestoreConnection(_checked_id(cid)), **ctx)
     return jsonify(answer)

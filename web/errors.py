@@ -19,11 +19,17 @@ _HTTP_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404
                405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
                415: "UNSUPPORTED_MEDIA_TYPE", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED",
                500: "INTERNAL_ERROR", 502: "UPSTREAM_ERROR", 503: "UNAVAILABLE"}
+# IdempotencyKeyInUse may not exist yet in ledger.errors: map it only when it does.
+_KEY_IN_USE = getattr(le, "IdempotencyKeyInUse", None)
 _LEDGER_STATUS = [
+    *([(_KEY_IN_USE, 409)] if _KEY_IN_USE else []),
     (le.NotFound, 404), (le.NotBound, 404), (le.AgentsBound, 409), (le.GracePeriodExpired, 409),
     (le.AlreadyTerminal, 409), (le.InvalidState, 409), (le.ConcurrencyError, 409),
+    # The IETF Idempotency-Key draft: a key reused with a different request is a 422.
+    (le.IdempotencyKeyReused, 422), (le.InvalidInput, 422),
     (le.StorageError, 503), (le.UpstreamError, 502),
 ]
+_LEDGER_CODES = [(le.InvalidInput, "VALIDATION_ERROR"), (le.UpstreamError, "UPSTREAM_ERROR")]
 
 
 class ApiError(Exception):
@@ -58,7 +64,7 @@ def ledger_status(exc: le.LedgerError) -> int:
 
 def _ledger_error(exc: le.LedgerError):
     status = ledger_status(exc)
-    code = "UPSTREAM_ERROR" if isinstance(exc, le.UpstreamError) else exc.code
+    code = next((code for cls, code in _LEDGER_CODES if isinstance(exc, cls)), exc.code)
     if status >= 500:
         log.warning("ledger error %s on %s %s: %s", exc.code, request.method, request.path, exc.message)
     return envelope(status, code, exc.message, exc.details or None)

@@ -2,62 +2,101 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from pydantic import TypeAdapter
 
+from . import queries as q
 from . import schemas as s
 
 bp = Blueprint("openapi", __name__)
 
 _MODELS = [s.StartConnectionRequest, s.DisconnectRequest, s.PreflightRequest, s.ConnectionPublic,
-           s.ConnectionsPublic, s.StartConnectionResponse, s.DisconnectResponse, s.PreflightResponse,
-           s.ErrorEnvelope]
-_ERRORS = {str(code): {"$ref": "#/components/responses/Error"} for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 502)}
+           s.ConnectionsPublic, s.StartConnectionResponse, s.DisconnectResponse, s.DisconnectPreview,
+           s.PreflightResponse, s.MetricsPublic, s.ErrorEnvelope]
+_ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
+           for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503)}
 _PERSON = [{"clerkSession": []}, {"apiKey": []}]
+_AUDITOR = [{"apiKey": []}]
+_OPEN = []
 
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _op(summary, *, body=None, ok=None, status="200", params=(), security=_PERSON) -> dict:
-    op = {"summary": summary, "responses": {**_ERRORS}, "security": list(security)}
-    op["responses"][status] = ({"description": summary, "content": {"application/json": {"schema": _ref(ok)}}}
-                               if ok else {"description": summary})
+def _param(name: str, where: str, schema: dict, required: bool) -> dict:
+    schema = dict(schema)
+    # Optional[X] renders as anyOf [X, null]; a parameter that is absent is already "null".
+    branches = [b for b in schema.pop("anyOf", ()) if b != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    schema.pop("title", None)
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    param = {"name": name, "in": where, "required": required, "schema": schema}
+    if "description" in schema:
+        param["description"] = schema.pop("description")
+    return param
+
+
+def _path(name: str, annotated) -> dict:
+    return _param(name, "path", TypeAdapter(annotated).json_schema(), True)
+
+
+def _query(model) -> list[dict]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    return [_param(name, "query", prop, name in required) for name, prop in schema["properties"].items()]
+
+
+def _content(*names: str) -> dict:
+    schema = _ref(names[0]) if len(names) == 1 else {"oneOf": [_ref(n) for n in names]}
+    return {"application/json": {"schema": schema}}
+
+
+def _op(summary, *, body=None, ok=(), status="200", params=(), security=_PERSON, more=None) -> dict:
+    """One operation; `ok` names the response models of `status`, `more` adds other responses."""
+    op = {"summary": summary, "responses": {**_ERRORS, **(more or {})}, "security": list(security)}
+    op["responses"][status] = {"description": summary, **({"content": _content(*ok)} if ok else {})}
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+        op["requestBody"] = {"required": True, "content": _content(body)}
     if params:
-        op["parameters"] = [{"name": n, "in": where, "required": where == "path", "schema": {"type": t}}
-                            for n, where, t in params]
+        op["parameters"] = list(params)
     return op
 
 
 def _paths() -> dict:
-    cid = ("connectionId", "path", "string")
-    agent = ("agentId", "path", "string")
-    idem = ("Idempotency-Key", "header", "string")
+    cid, agent = _path("connectionId", s.ConnectionId), _path("agentId", s.AgentId)
+    idem = _param("Idempotency-Key", "header", TypeAdapter(s.IdempotencyKey).json_schema(), False)
+    preview = {"200": {"description": "A dry run (dry_run=true): what would happen", "content": _content("DisconnectPreview")}}
     return {
         "/api/connections": {
-            "get": _op("My connections", ok="ConnectionsPublic", params=[("status", "query", "string"), ("toolkit", "query", "string")]),
-            "post": _op("Start a connection", body="StartConnectionRequest", ok="StartConnectionResponse", status="201", params=[idem])},
-        "/api/connections/preflight": {"post": _op("Which toolkits are ready", body="PreflightRequest", ok="PreflightResponse")},
-        "/api/connections/disconnect": {"delete": _op("Disconnect (body form)", body="DisconnectRequest", ok="DisconnectResponse", params=[idem, ("dry_run", "query", "boolean")])},
+            "get": _op("My connections", ok=["ConnectionsPublic"], params=_query(q.ListQuery)),
+            "post": _op("Start a connection", body="StartConnectionRequest", ok=["StartConnectionResponse"],
+                        status="201", params=[idem])},
+        "/api/connections/preflight": {"post": _op("Which toolkits are ready", body="PreflightRequest", ok=["PreflightResponse"])},
+        "/api/connections/disconnect": {"delete": _op(
+            "Disconnect (body form)", body="DisconnectRequest", ok=["DisconnectResponse", "DisconnectPreview"],
+            params=[idem, *_query(q.DryRunQuery)])},
         "/api/connections/{connectionId}": {
-            "get": _op("One connection (polls Composio while INITIATED)", ok="ConnectionPublic", params=[cid]),
-            "delete": _op("Disconnect (REST form)", status="204", params=[cid, idem, ("force", "query", "boolean"), ("immediate", "query", "boolean"), ("dry_run", "query", "boolean")])},
-        "/api/connections/{connectionId}/restore": {"post": _op("Undo a disconnect within the grace period", ok="ConnectionPublic", params=[cid, idem])},
+            "get": _op("One connection (polls Composio while INITIATED)", ok=["ConnectionPublic"], params=[cid]),
+            "delete": _op("Disconnect (REST form)", status="204", params=[cid, idem, *_query(q.DisconnectQuery)],
+                          more=preview)},
+        "/api/connections/{connectionId}/restore": {"post": _op("Undo a disconnect within the grace period", ok=["ConnectionPublic"], params=[cid, idem])},
         "/api/connections/{connectionId}/history": {"get": _op("The connection's events", params=[cid])},
         "/api/agents/{agentId}/connections": {"get": _op("Connections bound to an agent", params=[agent])},
         "/api/agents/{agentId}/connections/{connectionId}": {
-            "put": _op("Bind an agent", ok="ConnectionPublic", params=[agent, cid, idem]),
+            "put": _op("Bind an agent", ok=["ConnectionPublic"], params=[agent, cid, idem]),
             "delete": _op("Unbind an agent", status="204", params=[agent, cid, idem])},
-        "/webhooks/composio": {"post": _op("Signed Composio events", security=[])},
-        "/audit/events": {"get": _op("Events, paged by seq", security=[{"apiKey": []}], params=[("after", "query", "integer"), ("limit", "query", "integer")])},
-        "/audit/export": {"get": _op("NDJSON export of the ledger", security=[{"apiKey": []}], params=[("from_seq", "query", "integer"), ("to_seq", "query", "integer")])},
-        "/audit/verify": {"get": _op("Verify the hash chain", security=[{"apiKey": []}])},
-        "/audit/state": {"get": _op("State as of a time or seq", security=[{"apiKey": []}], params=[("as_of", "query", "string")])},
-        "/audit/heads": {"get": _op("Signed heads", security=[{"apiKey": []}])},
-        "/audit/public-key": {"get": _op("The head-signing public key", security=[])},
-        "/healthz": {"get": _op("The process is up", security=[])},
-        "/readyz": {"get": _op("The database is reachable and migrated", security=[])},
+        "/webhooks/composio": {"post": _op("Signed Composio events", security=_OPEN)},
+        "/audit/events": {"get": _op("Events, paged by seq", security=_AUDITOR, params=_query(q.EventsQuery))},
+        "/audit/export": {"get": _op("NDJSON export of the ledger", security=_AUDITOR, params=_query(q.SeqRangeQuery))},
+        "/audit/verify": {"get": _op("Verify the hash chain", security=_AUDITOR, params=_query(q.SeqRangeQuery))},
+        "/audit/state": {"get": _op("State as of a time or seq", security=_AUDITOR, params=_query(q.StateQuery))},
+        "/audit/heads": {"get": _op("Signed heads", security=_AUDITOR)},
+        "/audit/public-key": {"get": _op("The head-signing public key", security=_OPEN)},
+        "/healthz": {"get": _op("The process is up", security=_OPEN)},
+        "/readyz": {"get": _op("The database is reachable and migrated", security=_OPEN)},
+        "/metrics": {"get": _op("This process's operational counters", ok=["MetricsPublic"], security=_OPEN)},
     }
 
 
@@ -74,8 +113,7 @@ def document() -> dict:
         "paths": _paths(),
         "components": {
             "schemas": schemas,
-            "responses": {"Error": {"description": "The error envelope",
-                                    "content": {"application/json": {"schema": _ref("ErrorEnvelope")}}}},
+            "responses": {"Error": {"description": "The error envelope", "content": _content("ErrorEnvelope")}},
             "securitySchemes": {"clerkSession": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}}},
     }

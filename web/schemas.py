@@ -2,16 +2,26 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from .errors import ApiError
 
-ConnectionId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
-Toolkit = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_\-.:]+$")]
+_ID = r"^[A-Za-z0-9_\-]+$"
+_AGENT_ID = r"^[A-Za-z0-9_\-.:]+$"
+_VISIBLE_ASCII = r"^[\x21-\x7E]+$"
+_BIGINT = 2**63 - 1  # the seq column; a larger number would reach the database and fail there
+
+ConnectionId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_ID)]
+Toolkit = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_ID)]
+AgentId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_AGENT_ID)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_VISIBLE_ASCII)]
+EventType = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+# The ledger stores it prefixed with the caller ("http:user:<id>:") in a 200-character column.
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_VISIBLE_ASCII),
+                           Field(description="1 to 128 visible ASCII characters (else 422); a repeat returns the first answer")]
 
 
 class Strict(BaseModel):
@@ -21,7 +31,7 @@ class Strict(BaseModel):
 
 class StartConnectionRequest(Strict):
     toolkit: Toolkit
-    callbackUrl: Optional[Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://")]] = None
+    callbackUrl: Optional[Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[\x21-\x7E]+$")]] = None
     credentials: Optional[dict[str, str]] = Field(default=None, description="API-key toolkits only; sent to Composio, never stored")
 
 
@@ -35,6 +45,8 @@ class DisconnectRequest(Strict):
 class PreflightRequest(Strict):
     toolkits: Annotated[list[Toolkit], Field(min_length=1, max_length=50)]
 
+
+# --- responses ---------------------------------------------------------------------------
 
 class ConnectionPublic(BaseModel):
     connectionId: str
@@ -68,11 +80,41 @@ class DisconnectResponse(BaseModel):
     warnings: list[str]
 
 
+class DisconnectPreview(DisconnectResponse):
+    """A dry run: what a disconnect would do, without doing it."""
+    dryRun: Literal[True]
+    agents: list[str] = Field(description="agents bound now; a real disconnect unbinds them")
+    canRevoke: Optional[bool] = Field(description="whether the provider's grant can be revoked (null: unknown)")
+    currentStatus: str
+    requiresForce: bool = Field(description="a real disconnect without force would answer 409")
+
+
 class PreflightResponse(BaseModel):
     connected: list[str]
     pending: list[str]
     missing: list[str]
     allReady: bool
+
+
+class ProcessMetrics(BaseModel):
+    pid: int
+    counters: dict[str, int] = Field(description="this worker process, since it started")
+
+
+class ReconcileRun(BaseModel):
+    started_at: str
+    finished_at: str
+    user_id: Optional[str]
+    counts: dict[str, int]
+
+
+class ReconcileMetrics(BaseModel):
+    last_runs: list[ReconcileRun] = Field(description="newest first")
+
+
+class MetricsPublic(BaseModel):
+    process: ProcessMetrics
+    reconcile: ReconcileMetrics
 
 
 class ErrorDetail(BaseModel):
@@ -96,8 +138,10 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-def _details(exc: ValidationError, where: str) -> list[dict]:
-    return [{"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
+# --- parsing -----------------------------------------------------------------------------
+
+def _details(exc: ValidationError, *where) -> list[dict]:
+    return [{"loc": [*where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
 
 
 def parse_body(model: type[BaseModel], allow_empty: bool = False):
@@ -121,19 +165,39 @@ def parse_body(model: type[BaseModel], allow_empty: bool = False):
         raise ApiError(422, "VALIDATION_ERROR", "The request body is not valid.", _details(exc, "body")) from None
 
 
-def query_bool(name: str, default: bool = False) -> bool:
-    value = request.args.get(name)
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no", ""):
+_IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
+
+
+def idempotency_key() -> str | None:
+    """The Idempotency-Key header, or None; anything but 1..128 visible ASCII characters is a 422.
+
+    Read it before anything else happens: a key the ledger cannot store must not fail after
+    Composio was already called."""
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    try:
+        return _IDEMPOTENCY_KEY.validate_python(raw)
+    except ValidationError as exc:
+        raise ApiError(422, "VALIDATION_ERROR", "The Idempotency-Key header is not valid.",
+                       _details(exc, "header", "Idempotency-Key")) from None
+
+
+_CONNECTION_ID, _AGENT = TypeAdapter(ConnectionId), TypeAdapter(AgentId)
+
+
+def _fits(adapter: TypeAdapter, value: str) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
         return False
-    raise ApiError(422, "VALIDATION_ERROR", f"Query parameter {name} must be true or false.",
-                   [{"loc": ["query", name], "msg": "Input should be a valid boolean", "type": "bool_parsing"}])
+    return True
 
 
 def valid_id(value: str) -> bool:
-    import re
-    return bool(re.fullmatch(r"[A-Za-z0-9_\-]{1,100}", value or ""))
+    """Could this be a connection id? (A path id that cannot is answered like a missing one.)"""
+    return _fits(_CONNECTION_ID, value)
+
+
+def valid_agent_id(value: str) -> bool:
+    return _fits(_AGENT, value)

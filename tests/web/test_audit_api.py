@@ -2,6 +2,8 @@
 import io
 import json
 import logging
+import threading
+import time
 from contextlib import redirect_stdout
 
 import pytest
@@ -45,18 +47,50 @@ def test_an_export_verifies_offline_with_the_head_verify_reports(audit_app, auth
     assert _offline("verify-export", tmp_path / "r.ndjson")[1]["checked"] == 4
 
 
-def test_paging_walks_every_event_once_while_events_keep_arriving(audit_app, auth):
-    _seed(audit_app)
-    client, h = audit_app.test_client(), auth.service("acme", "audit:read")
-    seen, after = [], 0
-    while after is not None:
-        page = client.get(f"/audit/events?after={after}&limit=2", headers=h).json
+def _page_through(client, headers, after: int, seen: list, during: list, writer) -> int:
+    """Follow next_after with small pages until it is null; returns the last seq seen."""
+    while True:
+        during.append(writer.is_alive())
+        resp = client.get(f"/audit/events?after={after}&limit=3", headers=headers)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        page = resp.json
         seen += [e["seq"] for e in page["events"]]
-        if len(seen) < 12:
-            audit_app.extensions["ledger"].append("connection:ca_9", [NewEvent(ev.USED, {"connection_id": "ca_9"})])
+        if page["next_after"] is None:
+            return seen[-1] if seen else after
+        assert page["next_after"] == seen[-1]
         after = page["next_after"]
-    total = audit_app.extensions["ledger"].verify().head_seq
-    assert seen == list(range(1, len(seen) + 1)) and len(seen) >= total - 1
+
+
+def test_paging_walks_every_event_exactly_once_in_order_while_events_keep_arriving(audit_app, auth):
+    _seed(audit_app)
+    ledger = audit_app.extensions["ledger"]
+    client, h = audit_app.test_client(), auth.service("acme", "audit:read")
+    reading, failures = threading.Event(), []
+
+    def append_more():
+        reading.wait(5)
+        try:
+            for i in range(40):
+                ledger.append("connection:ca_9", [NewEvent(ev.USED, {"connection_id": "ca_9", "n": i})])
+                time.sleep(0.002)
+        except Exception as exc:  # surfaced below: a silent writer would make the test vacuous
+            failures.append(exc)
+
+    writer = threading.Thread(target=append_more)
+    writer.start()
+    seen, during = [], []
+    reading.set()
+    try:
+        last = _page_through(client, h, 0, seen, during, writer)
+    finally:
+        writer.join(30)
+    _page_through(client, h, last, seen, during, writer)  # once more, now that nothing is arriving
+
+    assert not failures and not writer.is_alive()
+    head = ledger.store.head()[0]
+    assert head == 9 + 40
+    assert seen == list(range(1, head + 1))
+    assert sum(during) >= 2, "the writer finished before the second page: nothing ran concurrently"
 
 
 def test_filters_narrow_the_events(audit_app, auth):
@@ -111,3 +145,12 @@ def test_signed_heads_are_listed_served_and_checked_offline(audit_app, auth, tmp
 def test_public_key_without_a_signing_key_is_a_404_envelope(client):
     resp = client.get("/audit/public-key")
     assert resp.status_code == 404 and resp.json["error"]["code"] == "NOT_CONFIGURED"
+
+
+@pytest.mark.parametrize("path", ["/audit/export", "/audit/verify"])
+def test_a_range_that_ends_before_it_starts_is_a_422_not_an_empty_answer(audit_app, auth, path):
+    _seed(audit_app)
+    client, h = audit_app.test_client(), auth.service("acme", "audit:read")
+    resp = client.get(f"{path}?from_seq=3&to_seq=2", headers=h)
+    assert resp.status_code == 422 and resp.json["error"]["details"][0]["loc"] == ["query", "to_seq"]
+    assert client.get(f"{path}?from_seq=3&to_seq=3", headers=h).status_code == 200

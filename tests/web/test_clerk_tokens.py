@@ -4,7 +4,6 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 
-import jwt
 import pytest
 from freezegun import freeze_time
 
@@ -154,3 +153,63 @@ def test_dev_tokens_verify_only_with_the_dev_key(tmp_path, key):
     assert ClerkVerifier(pem=dev.public_pem, issuer=DEV_ISSUER).verify(token).user_id == "alice"
     _rejected(ClerkVerifier(pem=key.public_pem, issuer=DEV_ISSUER), token)
     assert (tmp_path / "dev-signing-key.pem").stat().st_mode & 0o777 == 0o600
+
+
+# --- the same attacks over HTTP: one answer for all, so a caller cannot tell which check failed ---
+
+def _unsigned(header: dict, claims: dict) -> str:
+    seg = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    return f"{seg(header)}.{seg(claims)}"
+
+
+def _alg_none(key):
+    now = int(time.time())
+    return _unsigned({"alg": "none", "kid": key.kid}, {"sub": "alice", "iss": ISSUER, "azp": AUTHORIZED_PARTY,
+                                                        "iat": now, "exp": now + 60}) + "."
+
+
+def _hs256_with_the_public_key(key):
+    import hashlib
+    import hmac
+    now = int(time.time())
+    signing_input = _unsigned({"alg": "HS256", "typ": "JWT", "kid": key.kid},
+                              {"sub": "alice", "iss": ISSUER, "azp": AUTHORIZED_PARTY, "iat": now, "exp": now + 60})
+    sig = hmac.new(key.public_pem.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+
+HTTP_ATTACKS = {
+    "alg-none": _alg_none,
+    "hs256-with-public-key": _hs256_with_the_public_key,
+    "unknown-kid": lambda key: mint(new_rsa_key("stranger"), sub="alice"),
+    "forged-with-the-right-kid": lambda key: mint(new_rsa_key(), sub="alice", kid=key.kid),
+    "expired": lambda key: mint(key, sub="alice", exp_in=-60),
+    "not-yet-valid": lambda key: mint(key, sub="alice", nbf_offset=60),
+    "wrong-iss": lambda key: mint(key, sub="alice", iss="https://evil.example"),
+    "wrong-azp": lambda key: mint(key, sub="alice", azp="https://evil.example"),
+    "missing-sub": lambda key: mint(key, drop=("sub",)),
+    "missing-exp": lambda key: mint(key, sub="alice", drop=("exp",)),
+    "garbage": lambda key: "eyJhbGciOiJSUzI1NiJ9.e30.AAAA",
+}
+
+
+def _comparable(resp) -> dict:
+    err = dict(resp.json["error"])
+    del err["trace_id"], err["timestamp"]
+    return {"status": resp.status_code, "error": err, "www-authenticate": resp.headers.get("WWW-Authenticate")}
+
+
+@pytest.mark.parametrize("attack", HTTP_ATTACKS)
+def test_every_bad_token_gets_the_same_401_over_http_and_records_nothing(app, client, auth, signing_key, attack):
+    token = HTTP_ATTACKS[attack](signing_key)
+    assert client.get("/api/connections", headers=auth.user("alice")).status_code == 200  # the real key works
+    head = app.extensions["ledger"].store.head()[0]
+    resp = client.get("/api/connections", headers={"Authorization": f"Bearer {token}"})
+    reference = client.get("/api/connections", headers={"Authorization": "Bearer not-a-jwt"})
+    assert resp.status_code == 401 and resp.json["success"] is False
+    assert resp.json["error"]["trace_id"] == resp.headers["X-Request-Id"]
+    assert _comparable(resp) == _comparable(reference)
+    text = resp.get_data(as_text=True).lower()
+    assert not any(hint in text for hint in ("expired", "issuer", "azp", "kid", "signature", "alg", "nbf"))
+    assert "alice" not in text and "data" not in resp.json
+    assert app.extensions["ledger"].store.head()[0] == head

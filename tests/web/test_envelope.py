@@ -1,4 +1,8 @@
-"""Every error, on every route, answers the one envelope — and never a stack trace."""
+"""Every error, on every route, answers the one envelope — and never a stack trace.
+
+A refused request changes nothing: no event in the ledger and no call to Composio."""
+import json
+
 import pytest
 
 ROUTES_WITH_BODY = [
@@ -6,15 +10,10 @@ ROUTES_WITH_BODY = [
     ("POST", "/api/connections/preflight"),
     ("DELETE", "/api/connections/disconnect"),
 ]
-BAD_BODIES = [
-    ("{not json", 400, "INVALID_JSON"),
-    ("[1, 2]", 422, "VALIDATION_ERROR"),
-    ('{"toolkit": 5, "toolkits": "x", "connectionId": 5}', 422, "VALIDATION_ERROR"),
-    ('{"toolkit": "github", "toolkits": ["github"], "connectionId": "ca_1", "unexpected": true}', 422, "VALIDATION_ERROR"),
-]
 
 
-def _assert_envelope(resp, status, code=None):
+def assert_envelope(resp, status, code=None):
+    """The response is the error envelope with this status (and code); returns its `error`."""
     assert resp.status_code == status, resp.get_data(as_text=True)
     body = resp.json
     assert body["success"] is False
@@ -27,25 +26,107 @@ def _assert_envelope(resp, status, code=None):
     return err
 
 
+class Unchanged:
+    """`with Unchanged(app, composio):` — the block records no event and calls Composio not at all."""
+
+    def __init__(self, app, composio=None):
+        self.store, self.composio = app.extensions["ledger"].store, composio
+
+    def __enter__(self):
+        self.head, self.calls = self.store.head()[0], self._calls()
+        return self
+
+    def _calls(self):
+        return len(self.composio.calls()) if self.composio is not None else 0
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            assert self.store.head()[0] == self.head, "a refused request recorded an event"
+            assert self._calls() == self.calls, "a refused request called Composio"
+
+
+def seed_connections(client, auth, user="alice") -> dict:
+    """Two of the user's connections: one ACTIVE and bound to agent-a, one DISCONNECTING."""
+    h = auth.user(user)
+    active, leaving = (client.post("/api/connections", json={"toolkit": t, "credentials": {"api_key": "k"}},
+                                   headers=h).json["connectionId"] for t in ("openai", "notion"))
+    assert client.delete(f"/api/connections/{leaving}", headers=h).status_code == 204
+    assert client.put(f"/api/agents/agent-a/connections/{active}", headers=h).status_code == 200
+    return {"active": active, "leaving": leaving}
+
+
+@pytest.fixture
+def seeded(client, auth, composio):
+    return seed_connections(client, auth)
+
+
+def _valid_body(path, seeded) -> dict:
+    return {"/api/connections": {"toolkit": "github", "callbackUrl": "https://app.example/done"},
+            "/api/connections/preflight": {"toolkits": ["github"]},
+            "/api/connections/disconnect": {"connectionId": seeded["active"], "force": True}}[path]
+
+
+# (route, field, a value of the wrong type or shape) — every field of every body model.
+WRONG_FIELDS = [
+    ("/api/connections", "toolkit", 5), ("/api/connections", "toolkit", None),
+    ("/api/connections", "toolkit", "git\u0000hub"), ("/api/connections", "toolkit", "g" * 101),
+    ("/api/connections", "callbackUrl", 5), ("/api/connections", "callbackUrl", "javascript:alert(1)"),
+    ("/api/connections", "callbackUrl", "https://app.example/\u0000"),
+    ("/api/connections", "credentials", ["api_key"]), ("/api/connections", "credentials", {"api_key": 5}),
+    ("/api/connections/preflight", "toolkits", "github"), ("/api/connections/preflight", "toolkits", [5]),
+    ("/api/connections/preflight", "toolkits", []), ("/api/connections/preflight", "toolkits", ["x"] * 51),
+    ("/api/connections/disconnect", "connectionId", 42), ("/api/connections/disconnect", "connectionId", "ca\u00001"),
+    ("/api/connections/disconnect", "force", "true"), ("/api/connections/disconnect", "immediate", 1),
+    ("/api/connections/disconnect", "dryRun", "yes"),
+]
+_METHOD = dict((path, method) for method, path in ROUTES_WITH_BODY)
+
+
+@pytest.mark.parametrize("path, field, value", WRONG_FIELDS)
+def test_a_wrong_field_is_a_422_naming_it_and_changes_nothing(app, client, auth, composio, seeded, path, field, value):
+    body = {**_valid_body(path, seeded), field: value}
+    with Unchanged(app, composio):
+        resp = client.open(path, method=_METHOD[path], json=body, headers=auth.user("alice"))
+    err = assert_envelope(resp, 422, "VALIDATION_ERROR")
+    assert err["details"][0]["loc"][:2] == ["body", field]
+    assert all({"loc", "msg", "type"} <= set(d) for d in err["details"])
+
+
+BAD_BODIES = [
+    pytest.param(lambda ok: "{not json", 400, "INVALID_JSON", id="malformed"),
+    pytest.param(lambda ok: b"\xff\xfe", 400, "INVALID_JSON", id="not-utf8"),
+    pytest.param(lambda ok: "[1, 2]", 422, "VALIDATION_ERROR", id="array"),
+    pytest.param(lambda ok: '"a string"', 422, "VALIDATION_ERROR", id="string"),
+    pytest.param(lambda ok: "", 422, "VALIDATION_ERROR", id="empty"),
+    pytest.param(lambda ok: {**ok, "unexpected": True}, 422, "VALIDATION_ERROR", id="unknown-field"),
+    pytest.param(lambda ok: {**ok, "x": "y" * 200_000}, 413, "PAYLOAD_TOO_LARGE", id="huge"),
+]
+
+
 @pytest.mark.parametrize("method, path", ROUTES_WITH_BODY)
-@pytest.mark.parametrize("body, status, code", BAD_BODIES)
-def test_bad_bodies_answer_the_envelope_on_every_route(client, auth, method, path, body, status, code):
-    resp = client.open(path, method=method, data=body, content_type="application/json", headers=auth.user("alice"))
-    err = _assert_envelope(resp, status, code)
+@pytest.mark.parametrize("make, status, code", BAD_BODIES)
+def test_bad_bodies_answer_the_envelope_on_every_route_and_change_nothing(app, client, auth, composio, seeded,
+                                                                           method, path, make, status, code):
+    body = make(_valid_body(path, seeded))
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    with Unchanged(app, composio):
+        resp = client.open(path, method=method, data=data, content_type="application/json", headers=auth.user("alice"))
+    err = assert_envelope(resp, status, code)
     if status == 422:
-        assert all({"loc", "msg", "type"} <= set(d) for d in err["details"])
+        assert err["details"] and all({"loc", "msg", "type"} <= set(d) for d in err["details"])
+        assert err["details"][0]["loc"][0] == "body"
 
 
 @pytest.mark.parametrize("method, path", ROUTES_WITH_BODY)
-def test_a_huge_body_answers_413(client, auth, method, path):
-    resp = client.open(path, method=method, data="x" * 200_000, content_type="application/json",
-                       headers=auth.user("alice"))
-    _assert_envelope(resp, 413, "PAYLOAD_TOO_LARGE")
+def test_the_valid_bodies_above_do_succeed(client, auth, composio, seeded, method, path):
+    # The control: each refusal above is about the one bad part, not the rest of the request.
+    resp = client.open(path, method=method, json=_valid_body(path, seeded), headers=auth.user("alice"))
+    assert resp.status_code in (200, 201), resp.get_data(as_text=True)
 
 
 def test_disconnect_without_a_string_connection_id_names_the_field(client, auth):
     for body in ({}, {"connectionId": 42}, {"connectionId": None}):
-        err = _assert_envelope(client.delete("/api/connections/disconnect", json=body, headers=auth.user("a")), 422)
+        err = assert_envelope(client.delete("/api/connections/disconnect", json=body, headers=auth.user("a")), 422)
         assert err["details"][0]["loc"] == ["body", "connectionId"]
 
 
@@ -55,13 +136,13 @@ def test_disconnect_without_a_string_connection_id_names_the_field(client, auth)
     ("GET", "/api/agents/a/connections"), ("GET", "/audit/events"), ("GET", "/audit/export"),
 ])
 def test_no_credentials_answers_401(client, method, path):
-    _assert_envelope(client.open(path, method=method), 401)
+    assert_envelope(client.open(path, method=method), 401)
 
 
 def test_flasks_own_404_and_405_use_the_envelope(client):
-    _assert_envelope(client.get("/nowhere"), 404, "NOT_FOUND")
+    assert_envelope(client.get("/nowhere"), 404, "NOT_FOUND")
     resp = client.patch("/api/connections")
-    _assert_envelope(resp, 405, "METHOD_NOT_ALLOWED")
+    assert_envelope(resp, 405, "METHOD_NOT_ALLOWED")
 
 
 def test_an_unexpected_error_is_a_500_envelope_without_internals(app, auth):
@@ -69,8 +150,29 @@ def test_an_unexpected_error_is_a_500_envelope_without_internals(app, auth):
     def boom():
         raise RuntimeError("secret internals /etc/passwd")
     resp = app.test_client().get("/boom-for-test")
-    err = _assert_envelope(resp, 500, "INTERNAL_ERROR")
+    assert_envelope(resp, 500, "INTERNAL_ERROR")
     assert "secret internals" not in resp.get_data(as_text=True)
+
+
+LEDGER_ERRORS = [
+    ("IdempotencyKeyReused", 422, "IDEMPOTENCY_KEY_REUSED"),
+    ("InvalidInput", 422, "VALIDATION_ERROR"),
+    ("IdempotencyKeyInUse", 409, "IDEMPOTENCY_KEY_IN_USE"),
+    ("StorageError", 503, "STORAGE_ERROR"),
+]
+
+
+@pytest.mark.parametrize("name, status, code", LEDGER_ERRORS)
+def test_ledger_errors_map_to_their_status(app, name, status, code):
+    from ledger import errors
+    cls = getattr(errors, name, None)
+    if cls is None:
+        pytest.skip(f"ledger.errors.{name} does not exist yet")
+
+    @app.get("/raise-for-test")
+    def raise_it():
+        raise cls()
+    assert_envelope(app.test_client().get("/raise-for-test"), status, code)
 
 
 def test_a_valid_request_id_is_echoed_and_an_invalid_one_replaced(client):
@@ -82,11 +184,11 @@ def test_a_valid_request_id_is_echoed_and_an_invalid_one_replaced(client):
 def test_a_revoked_or_unknown_api_key_is_401_and_a_missing_scope_403(client, auth, runner):
     headers = auth.service("acme", "audit:read", name="auditor")
     assert client.get("/audit/verify", headers=headers).status_code == 200
-    _assert_envelope(client.get("/audit/verify", headers={"X-Api-Key": "clk_nope"}), 401)
-    _assert_envelope(client.get("/api/connections", headers=headers), 403, "FORBIDDEN")
+    assert_envelope(client.get("/audit/verify", headers={"X-Api-Key": "clk_nope"}), 401)
+    assert_envelope(client.get("/api/connections", headers=headers), 403, "FORBIDDEN")
     key_id = runner.invoke(args=["ledger", "api-key", "list"]).stdout.split("\t")[0]
     assert runner.invoke(args=["ledger", "api-key", "revoke", key_id]).exit_code == 0
-    _assert_envelope(client.get("/audit/verify", headers=headers), 401)
+    assert_envelope(client.get("/audit/verify", headers=headers), 401)
 
 
 def test_api_key_create_prints_the_key_once_as_the_last_line_and_stores_only_a_hash(app, runner):
@@ -115,6 +217,47 @@ def test_openapi_documents_every_endpoint_and_the_error_envelope(client):
     assert "connectionId" in schemas["DisconnectRequest"]["required"]
     assert schemas["DisconnectRequest"]["additionalProperties"] is False
     assert "ErrorEnvelope" in schemas
+
+
+def _params(doc, path, method) -> dict:
+    return {p["name"]: p for p in doc["paths"][path][method].get("parameters", [])}
+
+
+def test_openapi_documents_filters_errors_dry_runs_metrics_and_the_idempotency_key(client):
+    doc = client.get("/openapi.json").json
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert {"401", "422", "500", "503"} <= set(op["responses"]), (method, path)
+    events = _params(doc, "/audit/events", "get")
+    assert {"after", "limit", "connection_id", "user_id", "type", "since", "until"} <= set(events)
+    assert events["limit"]["schema"]["maximum"] == 1000 and events["since"]["schema"]["format"] == "date-time"
+    assert {"from_seq", "to_seq"} <= set(_params(doc, "/audit/verify", "get"))
+    preview = doc["components"]["schemas"]["DisconnectPreview"]["properties"]
+    assert {"dryRun", "agents", "canRevoke", "currentStatus", "requiresForce"} <= set(preview)
+    assert "200" in doc["paths"]["/api/connections/{connectionId}"]["delete"]["responses"]
+    assert "/metrics" in doc["paths"] and "get" in doc["paths"]["/metrics"]
+    from web.schemas import MetricsPublic
+    MetricsPublic.model_validate(client.get("/metrics").json)  # the documented shape is the served one
+    for path, method in (("/api/connections", "post"), ("/api/connections/disconnect", "delete"),
+                         ("/api/connections/{connectionId}/restore", "post"),
+                         ("/api/agents/{agentId}/connections/{connectionId}", "put")):
+        key = _params(doc, path, method)["Idempotency-Key"]
+        assert key["in"] == "header" and key["schema"]["minLength"] == 1 and key["schema"]["pattern"]
+
+
+def test_the_documented_limits_are_the_enforced_ones(client, auth):
+    # The document is generated from the models that validate: one past each documented limit is refused.
+    doc = client.get("/openapi.json").json
+    longest = _params(doc, "/api/connections", "post")["Idempotency-Key"]["schema"]["maxLength"]
+    h = auth.user("alice")
+    resp = client.post("/api/connections", json={"toolkit": "github"}, headers={**h, "Idempotency-Key": "k" * (longest + 1)})
+    assert resp.status_code == 422
+    assert client.post("/api/connections", json={"toolkit": "github"},
+                       headers={**h, "Idempotency-Key": "k" * longest}).status_code == 201
+    limit = _params(doc, "/audit/events", "get")["limit"]["schema"]["maximum"]
+    auditor = auth.service("acme", "audit:read")
+    assert client.get(f"/audit/events?limit={limit + 1}", headers=auditor).status_code == 422
+    assert client.get(f"/audit/events?limit={limit}", headers=auditor).status_code == 200
 
 
 def test_a_revoked_key_stops_working_once_the_lookup_cache_expires(make_app, auth):
