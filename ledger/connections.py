@@ -32,6 +32,15 @@ class Denied(Exception):
     """Internal: the caller may not see this connection (answered as NotFound after commit)."""
 
 
+def _scoped_key(caller: Caller, key: str | None) -> str | None:
+    """A client's Idempotency-Key, scoped to the caller (two callers may pick the same key);
+    hashed when caller id and key together would not fit the key column (200)."""
+    if not key:
+        return None
+    scoped = f"http:{caller.kind}:{caller.id}:{key}"
+    return scoped if len(scoped) <= 200 else "http:sha256:" + hashlib.sha256(scoped.encode("utf-8")).hexdigest()
+
+
 def _fingerprint(cmd) -> str:
     return hashlib.sha256(repr(cmd).encode()).hexdigest()[:32]
 
@@ -50,7 +59,7 @@ class Connections:
                fingerprint: str = "", action: str = "") -> dict:
         """load -> authorize -> decide -> append + outbox + idempotency -> commit -> signal."""
         denied = False
-        idem = f"http:{caller.kind}:{caller.id}:{idempotency_key}" if idempotency_key else None
+        idem = _scoped_key(caller, idempotency_key)
         wanted = Prefetch(streams=(connection_stream(cid),) if cid else (), connections=(cid,),
                           bindings=(cid,), keys=(idem,))
         with self.ledger.transaction(prefetch=wanted) as txn:
@@ -142,7 +151,7 @@ class Connections:
         while the first is still in flight."""
         if caller.kind != "user":
             raise errors.InvalidState("Only a person can start a connection of their own.")
-        idem = f"http:{caller.kind}:{caller.id}:{idempotency_key}" if idempotency_key else None
+        idem = _scoped_key(caller, idempotency_key)
         fingerprint = _fingerprint(cmd)
         if idem:
             prior = self._reserve(idem, fingerprint)

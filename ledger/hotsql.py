@@ -33,6 +33,10 @@ _STATEMENTS = {
                        ", ".join("'%s'" % t for t in sorted(META_READERS))),
     "bindings_of": "SELECT agent_id, connection_id, tenant, bound_at, bound_by FROM bindings "
                    "WHERE connection_id = :cid ORDER BY agent_id",
+    "connection_and_agents": "SELECT {}, b.agent_id, b.tenant, b.bound_at, b.bound_by FROM connections c "
+                             "LEFT JOIN bindings b ON b.connection_id = c.connection_id "
+                             "WHERE c.connection_id = :cid ORDER BY b.agent_id".format(
+                                 ", ".join("c." + col for col in CONNECTION_COLUMNS)),
     "idempotency": "SELECT key, scope, first_seq, last_seq, response FROM idempotency_keys WHERE key = :key",
     "insert_idempotency": "INSERT INTO idempotency_keys (key, scope, first_seq, last_seq, response, recorded_at) "
                           "VALUES (:key, :scope, :first_seq, :last_seq, :response, :recorded_at)",

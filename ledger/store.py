@@ -61,6 +61,7 @@ class EventStore:
         self._writer: Connection | None = None   # SQLite: this process's one write connection
         self._writer_pid: int | None = None
         self._writer_cursor = None
+        self._readers = threading.local()        # SQLite: each thread's quick-read connection
 
     @staticmethod
     def _sqlite_lock_path(engine: Engine) -> str | None:
@@ -220,20 +221,47 @@ class EventStore:
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
     def read_connection(self, cid: str) -> tuple[ConnectionState | None, tuple]:
-        """One connection's projection row and bindings: the status-read hot path, two
-        statements on the driver's cursor (see ledger/hotsql.py)."""
+        """One connection's projection row and bindings: the status-read hot path. One statement
+        (one snapshot), on a connection kept for quick reads (see _quick_read)."""
+        with self._quick_read() as cur:
+            rows = self.hot.all(cur, "connection_and_agents", {"cid": cid})
+        if not rows:
+            return None, ()
+        width = len(CONNECTION_COLUMNS)
+        bound = tuple(Binding(r[width], cid, *r[width + 1:]) for r in rows if r[width] is not None)
+        return ConnectionState(*rows[0][:width]), bound
+
+    @contextmanager
+    def _quick_read(self):
+        """A driver cursor for one read statement, without a transaction around it.
+
+        SQLite: each thread keeps a connection of its own, detached from the pool (the pool's
+        checkout and checkin cost more than the read); in autocommit mode a statement is its own
+        snapshot and holds nothing after it. PostgreSQL: a pooled connection in autocommit mode
+        for the statement (psycopg would otherwise send BEGIN and ROLLBACK: two round trips)."""
+        if self._lock_path is not None:
+            local = self._readers
+            raw = getattr(local, "raw", None)
+            if raw is None or local.pid != os.getpid():
+                raw = local.raw = self.engine.raw_connection()
+                raw.detach()
+                local.pid = os.getpid()
+            yield raw.dbapi_connection.cursor()  # detached: the fairy no longer reaches it otherwise
+            return
         raw = self.engine.raw_connection()
+        driver = raw.driver_connection
         try:
-            cur = raw.driver_connection.cursor()
-            row = self.hot.one(cur, "connection", {"cid": cid})
-            if row is None:
-                return None, ()
-            cur.execute(self.hot.sql["bindings_of"], {"cid": cid})
-            bound = tuple(Binding(*b) for b in cur.fetchall())
-            return ConnectionState(*row), bound
+            if self.dialect == "postgresql":
+                driver.autocommit = True
+            yield driver.cursor()
         finally:
-            raw.driver_connection.rollback()
-            raw.close()
+            try:
+                if self.dialect == "postgresql":
+                    driver.autocommit = False
+                else:
+                    driver.rollback()
+            finally:
+                raw.close()
 
     def read_stream(self, stream: str) -> list[Envelope]:
         with self.read() as conn:

@@ -1,7 +1,6 @@
 """EventStore contract, on every backend: chain, tamper detection, concurrency, idempotency."""
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import threading

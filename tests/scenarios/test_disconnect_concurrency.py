@@ -1,5 +1,4 @@
 """Disconnects racing each other, and a relay killed mid-purge: the ledger still says one thing."""
-import json
 import os
 import signal
 import socket
