@@ -1,17 +1,32 @@
-"""Per-request plumbing: the trace id (generated, or a valid X-Request-Id) and its echo."""
+"""Per-request plumbing: the trace id (generated, or a valid X-Request-Id) and its echo, and the
+work a process does once, when it serves its first request."""
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
+import threading
+from typing import Callable
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_first_lock = threading.Lock()
+
+
+def on_first_request(app: Flask, fn: Callable[[], None]) -> None:
+    """Run `fn` once, when this process serves its first request (never in a CLI command):
+    one list checked by the one hook below, rather than a before_request hook apiece."""
+    app.extensions.setdefault("first_request", []).append(fn)
 
 
 def _begin():
     given = request.headers.get("X-Request-Id", "")
-    g.trace_id = given if _VALID_REQUEST_ID.match(given) else "req_" + uuid.uuid4().hex
+    g.trace_id = given if _VALID_REQUEST_ID.match(given) else "req_" + secrets.token_hex(16)
+    pending = current_app.extensions.get("first_request")
+    if pending:
+        with _first_lock:
+            while pending:
+                pending.pop(0)()
 
 
 def _echo(response):
@@ -20,5 +35,6 @@ def _echo(response):
 
 
 def register_request_hooks(app: Flask) -> None:
+    app.extensions.setdefault("first_request", [])
     app.before_request(_begin)
     app.after_request(_echo)

@@ -8,6 +8,8 @@ from flask import Flask
 
 from ledger.errors import NotConfigured
 
+from .requests import on_first_request
+
 log = logging.getLogger("web")
 
 
@@ -53,7 +55,9 @@ def wire_services(app: Flask) -> None:
     from ledger.connections import Connections
     from ledger.outbox import Relay
     ledger = app.extensions["ledger"]
-    app.before_request(_mark_serving)
+    def serving() -> None:  # this process serves requests: the sandbox's Composio may start here
+        app.extensions["serving"] = True
+    on_first_request(app, serving)
     gateway = LazyGateway(_sdk_factory(app))
     relay = Relay(ledger, gateway, max_attempts=int(app.config["RELAY_MAX_ATTEMPTS"]),
                   base_delay=float(app.config["RELAY_BASE_DELAY_SECONDS"]),
@@ -74,24 +78,12 @@ def wire_services(app: Flask) -> None:
         poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit))
 
 
-def _mark_serving() -> None:
-    """This process serves requests (so the sandbox's in-process Composio may be started)."""
-    from flask import current_app
-    current_app.extensions["serving"] = True
-
-
 def _relay_in_process_when_serving(app: Flask, relay) -> None:
     """Sandbox mode (`make run`): a relay thread starts with the first request, so purges
     happen without a separate worker. CLI commands never serve a request, so never start it."""
-    started = threading.Event()
-
-    def start_once():
-        if started.is_set():
-            return
-        started.set()
+    def start() -> None:
         stop = threading.Event()
         app.extensions["dev_relay_stop"] = stop
         threading.Thread(target=relay.run_forever, args=(stop, 1.0), name="dev-relay", daemon=True).start()
         log.warning("development mode: outbox relay running in-process")
-
-    app.before_request(start_once)
+    on_first_request(app, start)
