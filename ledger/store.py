@@ -120,7 +120,7 @@ class EventStore:
     def _finish(self, txn: WriteTxn, head_moved: bool) -> None:
         """Write what the transaction buffered and the new head. PostgreSQL: every write and the
         COMMIT leave as one multi-statement string, so one round trip."""
-        cur = Gather() if self.dialect == "postgresql" else txn.cur
+        cur = Gather(txn.conn.connection.driver_connection) if self.dialect == "postgresql" else txn.cur
         txn.flush(cur)
         if head_moved:
             self.hot.run(cur, "update_head", {"seq": txn.head_seq, "hash": txn.head_hash, "recorded_at": txn.now})
