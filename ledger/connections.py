@@ -17,7 +17,7 @@ from .commands import (BindAgent, Caller, RequestDisconnect, RestoreConnection, 
                        UnbindAgent)
 from .clock import plus_seconds
 from .envelope import NewEvent, connection_stream
-from .projections import ConnectionState
+from .projections import DISCONNECTING, ConnectionState
 from .service import make_meta
 from .tables import bindings, connections
 from .txn import Prefetch
@@ -110,8 +110,13 @@ class Connections:
                                                txn.now, self.grace_seconds, can_revoke)
         if cmd.dry_run:
             kw.pop("idempotency_key", None)
-        return self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
-                           action="disconnect", **kw)
+        answer = self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
+                             action="disconnect", **kw)
+        if cmd.immediate and not cmd.dry_run and answer.get("status") == DISCONNECTING:
+            # The purge ran right after the commit (the inline relay): answer where it got to.
+            state, _ = self._read_one(cmd.connection_id)
+            answer = {**answer, "status": state.status} if state is not None else answer
+        return answer
 
     def restore(self, caller: Caller, cmd: RestoreConnection, **kw) -> dict:
         def decide(txn, state):

@@ -169,31 +169,3 @@ def _time(value, received_at: str) -> str:
     except (ValueError, OverflowError, OSError):
         return received_at
     return min(when, received_at)
-
-
-# --- logging hygiene --------------------------------------------------------------------------
-
-_SECRET_KEY = re.compile(r"token|secret|passw|credential|api[_-]?key|authori[sz]ation|cookie"
-                         r"|private[_-]?key|code[_-]?verifier|client[_-]?assertion", re.IGNORECASE)
-
-
-def is_secret_key(key) -> bool:
-    return isinstance(key, str) and bool(_SECRET_KEY.search(key))
-
-
-def strip_secrets(obj):
-    """A copy of `obj` without `state.val` (live credentials) and without any token-, secret-,
-    password-, credential-, api-key-, authorization- or cookie-like key, at any depth.
-    For anything that might be logged; the ledger itself never receives a payload at all."""
-    if isinstance(obj, dict):
-        out = {}
-        for key, value in obj.items():
-            if is_secret_key(key):
-                continue
-            if key == "state" and isinstance(value, dict):
-                value = {k: v for k, v in value.items() if k != "val"}
-            out[key] = strip_secrets(value)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [strip_secrets(v) for v in obj]
-    return obj

@@ -265,3 +265,18 @@ def test_failed_actions_back_off_exponentially_with_jitter_before_they_are_retri
         assert full / 2 <= wait <= full, f"attempt {attempt} waited {wait}s, outside [{full / 2}, {full}]"
     dead = events_of(app, ev.PROVIDER_ACTION_DEAD_LETTERED)
     assert len(dead) == 1 and dead[0].data["attempts"] == 4
+
+
+def test_an_immediate_disconnect_answers_disconnected_once_composio_holds_nothing(client, auth, app, composio):
+    cid = _connected(client, auth)
+    resp = client.delete("/api/connections/disconnect", json={"connectionId": cid, "immediate": True},
+                         headers=auth.user("alice"))
+    assert resp.status_code == 200 and resp.json["status"] == "DISCONNECTED"
+    assert composio.account(cid) is None and composio.calls("PATCH") == [], "no disable before an immediate purge"
+    assert _types(app, cid)[-4:] == [ev.DISCONNECT_REQUESTED, ev.UPSTREAM_REVOKED, ev.UPSTREAM_DELETED,
+                                     ev.DISCONNECT_COMPLETED]
+    composio.fail("DELETE", "/connected_accounts", status=503)
+    other = _connected(client, auth)
+    down = client.delete("/api/connections/disconnect", json={"connectionId": other, "immediate": True},
+                         headers=auth.user("alice"))
+    assert down.status_code == 200 and down.json["status"] == "DISCONNECTING", "Composio down: the purge waits"
