@@ -29,7 +29,8 @@ def make_engine(url: str, **kw) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kw)
         _configure_sqlite(engine)
         return engine
-    engine = create_engine(url, pool_size=10, max_overflow=20, **kw)
+    sizes = {} if "poolclass" in kw else {"pool_size": 10, "max_overflow": 20}
+    engine = create_engine(url, **sizes, **kw)
     _ping_when_idle(engine)
     return engine
 

@@ -76,9 +76,9 @@ class Ledger:
     def read_after(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
         return self.store.read_after(after, limit)
 
-    def verify(self, from_seq: int | None = None, to_seq: int | None = None):
-        """Walk the chain; see chain.VerifyResult."""
-        return self.store.verify(from_seq, to_seq)
+    def verify(self, from_seq: int | None = None, to_seq: int | None = None, workers: int | None = None):
+        """Walk the chain (one process per core for a long one); see chain.VerifyResult."""
+        return self.store.verify(from_seq, to_seq, workers)
 
     def rebuild(self) -> tuple[Projection, bool]:
         """Drop the projection rows and replay from seq 1; True if they were already equal."""

@@ -219,3 +219,23 @@ def test_time_bounds_find_the_same_events_as_filtering_every_one(ledger):
         found = ledger.store.query_events(0, 1000, since=lo, until=hi)
         assert [e.seq for e in found] == expected
         assert [e.seq for e in ledger.store.iter_envelopes(0, until_time=hi)] == [e.seq for e in every if e.recorded_at <= hi]
+
+
+@pytest.mark.parametrize("damage", ["none", "edit", "delete_at_a_range_start", "delete_inside", "delete_last"])
+def test_verify_in_several_processes_names_the_same_seq_as_one(ledger, engine, damage):
+    for i in range(30):
+        ledger.append(f"s:{i % 4}", [_ev(i)])
+    statement = {"edit": "UPDATE events SET data = '{\"i\": 99}' WHERE seq = 17",
+                 "delete_at_a_range_start": "DELETE FROM events WHERE seq = 11",   # 3 ranges: 1-10, 11-20, 21-30
+                 "delete_inside": "DELETE FROM events WHERE seq = 24",
+                 "delete_last": "DELETE FROM events WHERE seq = 30"}.get(damage)
+    if statement:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    one, three = ledger.verify(workers=1), ledger.verify(workers=3)
+    assert (three.ok, three.first_bad_seq, three.head_seq, three.head_hash) == \
+        (one.ok, one.first_bad_seq, one.head_seq, one.head_hash)
+    assert one.ok is (damage == "none") and (three.checked == 30 if damage == "none" else True)
+    assert {"none": None, "edit": 17, "delete_at_a_range_start": 11, "delete_inside": 24,
+            "delete_last": 30}[damage] == three.first_bad_seq
+    assert ledger.verify(from_seq=5, to_seq=20, workers=2).ok is (damage not in ("edit", "delete_at_a_range_start"))
