@@ -20,7 +20,7 @@ from .envelope import NewEvent, connection_stream
 from .projections import DISCONNECTING, ConnectionState
 from .service import make_meta
 from .tables import bindings, connections
-from .txn import Prefetch
+from .txn import Prefetch, fitted_key
 
 log = logging.getLogger("ledger.connections")
 # A reservation older than this belongs to a request that died (Composio's timeout is far shorter).
@@ -33,12 +33,8 @@ class Denied(Exception):
 
 
 def _scoped_key(caller: Caller, key: str | None) -> str | None:
-    """A client's Idempotency-Key, scoped to the caller (two callers may pick the same key);
-    hashed when caller id and key together would not fit the key column (200)."""
-    if not key:
-        return None
-    scoped = f"http:{caller.kind}:{caller.id}:{key}"
-    return scoped if len(scoped) <= 200 else "http:sha256:" + hashlib.sha256(scoped.encode("utf-8")).hexdigest()
+    """A client's Idempotency-Key, scoped to the caller (two callers may pick the same key)."""
+    return fitted_key("http", f"{caller.kind}:{caller.id}:{key}") if key else None
 
 
 def _fingerprint(cmd) -> str:

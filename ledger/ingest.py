@@ -8,14 +8,13 @@ DISCONNECTED connection), so the ledger keeps the whole story and the state neve
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from . import envelope as ev
 from . import errors
 from .envelope import Actor, NewEvent, connection_stream
 from .service import make_meta
-from .txn import Prefetch
+from .txn import Prefetch, fitted_key
 from .webhooks import EXPIRED, TRIGGER_DISABLED, TRIGGER_MESSAGE, UNRECOGNISED, WebhookEvent
 
 log = logging.getLogger("ledger.ingest")
@@ -26,11 +25,8 @@ ACCEPTED, DUPLICATE = "accepted", "duplicate"
 
 
 def idempotency_key(webhook_id: str) -> str:
-    """`webhook:<id>`; an id too long for the key column is hashed (the column holds 200)."""
-    key = f"webhook:{webhook_id}"
-    if len(key) <= 200:
-        return key
-    return "webhook:sha256:" + hashlib.sha256(webhook_id.encode("utf-8")).hexdigest()
+    """`webhook:<id>` (hashed if too long for the key column)."""
+    return fitted_key("webhook", webhook_id)
 
 
 class Ingest:

@@ -9,6 +9,7 @@ all (see EventStore.write). Statements run on the driver's cursor, inside SQLAlc
 """
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 
@@ -26,6 +27,17 @@ _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, e
                events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
                events.c.prev_hash, events.c.hash)
 _IDEMPOTENCY_FIELDS = ("key", "scope", "first_seq", "last_seq", "response")
+
+
+KEY_WIDTH = idempotency_keys.c.key.type.length
+
+
+def fitted_key(namespace: str, name: str) -> str:
+    """`namespace:name` as an idempotency key; hashed when it would not fit the key column."""
+    key = f"{namespace}:{name}"
+    if len(key) <= KEY_WIDTH:
+        return key
+    return f"{namespace}:sha256:" + hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,11 @@ def test_an_unknown_type_is_recorded_on_the_webhooks_stream(ledger):
     [env] = ledger.read_stream("webhooks")
     assert env.type == ev.WEBHOOK_UNRECOGNISED
     assert env.data == {"type": "composio.something.new", "webhook_id": "msg_u", "connection_id": "ca_9"}
+
+
+def test_an_id_too_long_for_the_key_column_is_hashed_and_stays_distinct():
+    from ledger.txn import KEY_WIDTH
+    long_a, long_b = "msg_" + "a" * 300, "msg_" + "a" * 299 + "b"
+    assert idempotency_key("msg_1") == "webhook:msg_1"
+    assert len(idempotency_key(long_a)) <= KEY_WIDTH and idempotency_key(long_a) == idempotency_key(long_a)
+    assert idempotency_key(long_a) != idempotency_key(long_b)
