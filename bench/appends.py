@@ -17,7 +17,7 @@ from ledger.clock import iso, now
 from ledger.envelope import NewEvent
 
 from . import peer, workload
-from .harness import Figure, Settings, log, new_ledger, side_by_side, sqlite_url, timed
+from .harness import Figure, Settings, log, new_ledger, side_by_side, sqlite_url, timed, wanted_figures
 
 STREAMS = 1000
 COLS = "seq, stream, version, type, schema, data, meta, occurred_at, recorded_at, prev_hash, hash"
@@ -133,12 +133,8 @@ def run(settings: Settings, pg, pg_missing: str | None) -> list[Figure]:
     for backend in ("sqlite", "postgresql"):
         f1 = Figure(f"append_1_{backend}", f"append, 1 event per commit ({backend})", "events/s")
         f100 = Figure(f"append_100_{backend}", f"append, 100 events per transaction ({backend})", "events/s")
-        wanted = [f for f in (f1, f100) if settings.wants(f.key) or settings.wants("appends")]
-        if not wanted:
-            continue
-        if backend == "postgresql" and pg_missing:
-            for f in wanted:
-                f.na = f"n/a ({pg_missing})"
+        wanted, measurable = wanted_figures(settings, "appends", [f1, f100], backend, pg_missing)
+        if not measurable:
             figures += wanted
             continue
         log(f"appends on {backend}: preparing three fresh databases")

@@ -82,6 +82,18 @@ class Figure:
                                             for label, metrics in self.variants.items()}}
 
 
+def wanted_figures(settings: Settings, family: str, figures: list, backend: str,
+                   pg_missing: str | None) -> tuple[list, bool]:
+    """The family's figures this run asks for, and whether they can be measured (PostgreSQL
+    figures are n/a, with the reason, when it does not answer)."""
+    wanted = [f for f in figures if settings.wants(f.key) or settings.wants(family)]
+    if wanted and backend == "postgresql" and pg_missing:
+        for f in wanted:
+            f.na = f"n/a ({pg_missing})"
+        return wanted, False
+    return wanted, bool(wanted)
+
+
 def side_by_side(figure: Figure, variants: dict[str, Callable[[], dict]], runs: int,
                  warmup: dict[str, Callable[[], object]] | None = None) -> Figure:
     """Run every variant once per run, the order rotated run by run; collect their metrics.

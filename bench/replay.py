@@ -14,7 +14,7 @@ import hashlib
 import sqlite3
 
 from . import peer, workload
-from .harness import Figure, Settings, log, new_ledger, side_by_side, sqlite_url, timed
+from .harness import Figure, Settings, log, new_ledger, side_by_side, sqlite_url, timed, wanted_figures
 
 _SELECT = ("SELECT seq, stream, version, type, schema, data, meta, occurred_at, recorded_at, prev_hash, hash "
            "FROM events ORDER BY seq")
@@ -114,12 +114,8 @@ def run(settings: Settings, pg, pg_missing: str | None) -> list[Figure]:
         n = f"{settings.events:,}"
         rb = Figure(f"rebuild_{backend}", f"rebuild all projections from {n} events ({backend})", "s")
         vf = Figure(f"verify_{backend}", f"verify() of {n} events ({backend})", "s")
-        wanted = [f for f in (rb, vf) if settings.wants(f.key) or settings.wants("replay")]
-        if not wanted:
-            continue
-        if backend == "postgresql" and pg_missing:
-            for f in wanted:
-                f.na = f"n/a ({pg_missing})"
+        wanted, measurable = wanted_figures(settings, "replay", [rb, vf], backend, pg_missing)
+        if not measurable:
             figures += wanted
             continue
         seeded = Seeded(settings, backend, pg)
