@@ -162,8 +162,11 @@ class Connections:
             link = self.gateway.initiate(caller.id, cmd.toolkit, cmd.callback_url, cmd.credentials)
         except BaseException:
             if idem:
-                with self.ledger.transaction() as txn:
-                    txn.release_key(idem)
+                try:
+                    with self.ledger.transaction() as txn:
+                        txn.release_key(idem)
+                except errors.LedgerError:  # the database is failing too: the reservation lapses
+                    log.warning("could not release idempotency key after a failed start", exc_info=True)
             raise
         data = {"connection_id": link.id, "user_id": caller.id, "tenant": caller.tenant,
                 "toolkit": cmd.toolkit.lower(), "status": link.status}

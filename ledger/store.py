@@ -180,6 +180,16 @@ class EventStore:
             raise
 
     @contextmanager
+    def _driver_errors(self):
+        """Driver errors on the hot read paths (run on the driver's cursor) as the ledger's own."""
+        try:
+            yield
+        except (OperationalError, self._dbapi.OperationalError) as exc:
+            raise errors.StorageError("the database is unavailable") from exc
+        except (DataError, self._dbapi.DataError) as exc:
+            raise errors.InvalidInput("a value is not storable") from exc
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only connection (one snapshot on SQLite while its transaction lasts)."""
         try:
@@ -243,19 +253,26 @@ class EventStore:
         for the statement (psycopg would otherwise send BEGIN and ROLLBACK: two round trips)."""
         if self._lock_path is not None:
             local = self._readers
-            raw = getattr(local, "raw", None)
-            if raw is None or local.pid != os.getpid():
-                raw = local.raw = self.engine.raw_connection()
-                raw.detach()
-                local.pid = os.getpid()
-            yield raw.dbapi_connection.cursor()  # detached: the fairy no longer reaches it otherwise
+            try:
+                with self._driver_errors():
+                    raw = getattr(local, "raw", None)
+                    if raw is None or local.pid != os.getpid():
+                        raw = local.raw = self.engine.raw_connection()
+                        raw.detach()
+                        local.pid = os.getpid()
+                    yield raw.dbapi_connection.cursor()  # detached: the fairy no longer reaches it otherwise
+            except errors.StorageError:
+                local.raw = None  # opened afresh next time
+                raise
             return
-        raw = self.engine.raw_connection()
+        with self._driver_errors():
+            raw = self.engine.raw_connection()
         driver = raw.driver_connection
         try:
             if self.dialect == "postgresql":
                 driver.autocommit = True
-            yield driver.cursor()
+            with self._driver_errors():
+                yield driver.cursor()
         finally:
             try:
                 if self.dialect == "postgresql":
@@ -286,27 +303,31 @@ class EventStore:
             until_seq = at if until_seq is None else min(until_seq, at)
         params = {"after": after, "until_seq": until_seq if until_seq is not None else 2 ** 62,
                   "until_time": until_time or "9999"}
-        raw = self.engine.raw_connection()
+        with self._driver_errors():
+            raw = self.engine.raw_connection()
         driver = raw.driver_connection
         try:
-            if self.dialect == "postgresql":
-                cur = driver.cursor(name="ledger_scan_" + uuid.uuid4().hex[:12])
-                cur.itersize = page
-            else:
-                cur = driver.cursor()
-                cur.arraysize = page
-            cur.execute(self.hot.sql[statement], params)
-            while True:
-                rows = cur.fetchmany(page)
-                if not rows:
-                    break
-                yield from rows
-            cur.close()
+            with self._driver_errors():
+                yield from self._scan(driver, statement, params, page)
         finally:
             try:
                 driver.rollback()
+            except self._dbapi.Error:
+                pass  # the connection broke mid-scan: the pool discards it
             finally:
                 raw.close()
+
+    def _scan(self, driver, statement: str, params: dict, page: int) -> Iterator[tuple]:
+        if self.dialect == "postgresql":
+            cur = driver.cursor(name="ledger_scan_" + uuid.uuid4().hex[:12])
+            cur.itersize = page
+        else:
+            cur = driver.cursor()
+            cur.arraysize = page
+        cur.execute(self.hot.sql[statement], params)
+        while rows := cur.fetchmany(page):
+            yield from rows
+        cur.close()
 
     def seq_at(self, time: str, strict: bool = False) -> int:
         """The last seq recorded at or before `time` (before it, if strict); 0 if none.

@@ -7,6 +7,7 @@ whole when each range starts where the one before ended, which is checked here.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -29,7 +30,9 @@ def verify_in_parallel(target: dict, first: int, last: int, workers: int) -> Ver
         out, err = proc.stdout.read(), proc.stderr.read()
         proc.wait()
         if proc.returncode != 0:
-            raise RuntimeError(f"a verify worker failed: {err.strip().splitlines()[-1:] or proc.returncode}")
+            from .errors import StorageError  # a worker that cannot read the database
+            logging.getLogger("ledger").warning("verify worker failed: %s", (err.strip().splitlines() or ["?"])[-1][:300])
+            raise StorageError("the database could not be read to verify it")
         parts.append(json.loads(out))
     return stitch(parts, first)
 

@@ -239,3 +239,24 @@ def test_verify_in_several_processes_names_the_same_seq_as_one(ledger, engine, d
     assert {"none": None, "edit": 17, "delete_at_a_range_start": 11, "delete_inside": 24,
             "delete_last": 30}[damage] == three.first_bad_seq
     assert ledger.verify(from_seq=5, to_seq=20, workers=2).ok is (damage not in ("edit", "delete_at_a_range_start"))
+
+
+def test_a_database_gone_mid_read_is_a_storage_error_not_a_driver_error(tmp_path):
+    from ledger.engine import make_engine
+    from ledger.errors import StorageError
+    from ledger.store import EventStore
+    from web.db import upgrade
+    url = f"sqlite:///{tmp_path}/gone.db"
+    upgrade(url)
+    store = EventStore(make_engine(url))
+    assert store.read_connection("ca_1") == (None, ())
+    (tmp_path / "gone.db").unlink()
+    (tmp_path / "gone.db").mkdir()  # a path that cannot be opened as a database any more
+    store.engine.dispose()
+    store._readers.raw = None
+    with pytest.raises(StorageError):
+        store.read_connection("ca_1")
+    with pytest.raises(StorageError):
+        list(store.iter_rows())
+    with pytest.raises(StorageError):
+        store.verify(workers=2)
