@@ -73,3 +73,39 @@ def store(engine):
 def ledger(store):
     from ledger.service import Ledger
     return Ledger(store)
+
+
+# -- a summary per backend, printed above pytest's own closing line --------------------------------
+_OUTCOMES: dict[str, dict[str, int]] = {}
+
+
+def _backend_of(item_or_report) -> str:
+    callspec = getattr(item_or_report, "callspec", None)
+    if callspec is not None:
+        return str(callspec.params.get("db_url", "any backend"))
+    return "any backend"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    outcome.get_result().ledger_backend = _backend_of(item)
+
+
+def pytest_runtest_logreport(report):
+    backend = getattr(report, "ledger_backend", "any backend")
+    counts = _OUTCOMES.setdefault(backend, {"passed": 0, "failed": 0, "skipped": 0})
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        kind = "passed" if report.passed else "skipped" if report.skipped else "failed"
+        counts[kind] += 1
+    elif report.when == "teardown" and report.failed:
+        counts["failed"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _OUTCOMES:
+        return
+    terminalreporter.section("per backend")
+    for backend in sorted(_OUTCOMES):
+        c = _OUTCOMES[backend]
+        terminalreporter.write_line(f"  {backend:<12} {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped")
