@@ -156,6 +156,8 @@ def parse_body(model: type[BaseModel], allow_empty: bool = False):
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "INVALID_JSON", "The request body is not valid JSON.") from None
+    except RecursionError:  # "[[[[…" thousands deep: the decoder gives up, and so do we
+        raise ApiError(400, "INVALID_JSON", "The request body is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ApiError(422, "VALIDATION_ERROR", "The request body must be a JSON object.",
                        [{"loc": ["body"], "msg": "Input should be an object", "type": "model_type"}])

@@ -9,7 +9,9 @@ Answers (all errors in the one envelope; nothing recorded):
                          Missing headers answer 401, not 400: nothing proves Composio sent it.
   401 STALE_WEBHOOK      webhook-timestamp further than WEBHOOK_TOLERANCE_SECONDS from now.
   400 INVALID_JSON       the body is not UTF-8 (checked before the signature: the SDK verifies
-                         text), or it is signed but not JSON.
+                         text), or it is signed but not JSON (nested too deeply to decode
+                         included): nothing in it can be read, so there is no fact to record,
+                         and the refusal is counted (webhook.invalid) and logged.
   422 VALIDATION_ERROR   signed JSON that is not an object.
   413 PAYLOAD_TOO_LARGE  over MAX_CONTENT_LENGTH (Flask raises it; web.errors renders it).
   503 WEBHOOKS_NOT_CONFIGURED  no COMPOSIO_WEBHOOK_SECRET: Composio retries until there is one.
@@ -108,7 +110,7 @@ def _body_text(raw: bytes) -> str:
 def _json_object(body: str) -> dict:
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise Rejected("invalid", 400, "INVALID_JSON", "The body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise Rejected("invalid", 422, "VALIDATION_ERROR", "The body must be a JSON object.")
@@ -176,8 +178,8 @@ def verify(body: str, webhook_id: str, timestamp: str, signature: str, secrets: 
                                                tolerance=tolerance)["raw_payload"]
             except exc.WebhookSignatureVerificationError:
                 continue
-            except exc.WebhookPayloadError:
-                return None  # raised only after the signature matched
+            except (exc.WebhookPayloadError, RecursionError):
+                return None  # raised only after the signature matched (json.loads of the body)
         raise Rejected("rejected_signature", 401, "INVALID_SIGNATURE", "The webhook signature is not valid.")
     return contextvars.copy_context().run(attempt)
 
