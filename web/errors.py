@@ -47,12 +47,24 @@ def envelope(status: int, code: str, message: str, details=None, headers=None):
         "code": code, "message": message, "type": _TYPES.get(status, "error"), "status": status,
         "trace_id": getattr(g, "trace_id", None), "timestamp": iso(now())}}
     if details is not None:
-        body["error"]["details"] = details
+        body["error"]["details"] = _encodable(details)
     resp = jsonify(body)
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
+
+def _encodable(value):
+    """`value` with every string UTF-8 can carry: a lone surrogate a client sent (as a key, say)
+    is echoed in `loc` as its escape, so the error about it cannot itself fail to render."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def ledger_status(exc: le.LedgerError) -> int:
