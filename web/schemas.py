@@ -8,6 +8,7 @@ from flask import request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from .errors import ApiError
+from .requests import body_bytes
 
 _ID = r"^[A-Za-z0-9_\-]+$"
 _AGENT_ID = r"^[A-Za-z0-9_\-.:]+$"
@@ -146,7 +147,7 @@ def _details(exc: ValidationError, *where) -> list[dict]:
 
 def parse_body(model: type[BaseModel], allow_empty: bool = False):
     """The JSON body validated against `model`: 400 INVALID_JSON or 422 VALIDATION_ERROR."""
-    raw = request.get_data(cache=True)
+    raw = body_bytes()
     if not raw.strip():
         if allow_empty:
             return model()

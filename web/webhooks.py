@@ -41,6 +41,7 @@ from ledger.webhooks import parse_webhook
 
 from .config import secrets_list
 from .errors import ApiError
+from .requests import body_bytes
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("web.webhooks")
@@ -78,7 +79,7 @@ def composio():
 
 def _verified_event(webhook_id: str):
     """Size, headers, time, signature, then the body: a WebhookEvent or Rejected."""
-    raw_body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413 before anything else
+    raw_body = body_bytes()  # over MAX_CONTENT_LENGTH (chunked too): 413 before anything else
     headers = {name: request.headers.get(name, "") for name in _HEADERS}
     missing = [name for name, value in headers.items() if not value]
     if missing:
