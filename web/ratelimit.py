@@ -29,9 +29,9 @@ def too_many(exc):
                "reset_at": datetime.fromtimestamp(reset_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     headers = {"Retry-After": str(retry_after)}
     if current:
-        headers.update({"X-RateLimit-Limit": str(current.limit.amount), "X-RateLimit-Remaining": "0",
-                        "X-RateLimit-Reset": str(reset_at),
-                        "RateLimit-Limit": str(current.limit.amount), "RateLimit-Remaining": "0",
+        # X-RateLimit-* are Flask-Limiter's to add (it does, to this answer too): setting them
+        # here as well sent each one twice.
+        headers.update({"RateLimit-Limit": str(current.limit.amount), "RateLimit-Remaining": "0",
                         "RateLimit-Reset": str(retry_after)})
     return envelope(429, "RATE_LIMITED", "Too many requests; slow down.", details, headers)
 
