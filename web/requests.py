@@ -47,6 +47,11 @@ def _begin():
 
 def _echo(response):
     response.headers["X-Request-Id"] = getattr(g, "trace_id", "")
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+        # Flask's automatic answer to OPTIONS: the Allow header is the answer, so no content
+        # (it was an empty 200 labelled text/html).
+        response.status_code = 204
+        response.headers.pop("Content-Type", None)
     return response
 
 
