@@ -41,6 +41,7 @@ from ledger.webhooks import parse_webhook
 
 from .config import secrets_list
 from .errors import ApiError
+from .incidents import Incident
 from .requests import body_bytes
 
 bp = Blueprint("webhooks", __name__)
@@ -121,18 +122,23 @@ def _json_object(body: str) -> dict:
 _REFUSED = frozenset({"rejected_signature", "stale", "invalid", "unconfigured"})
 _SUMMARY_EVERY = 60.0
 _last_summary = [time.monotonic()]
+# Refusals are one incident while they keep coming (someone probing, or a wrong secret): the
+# first is logged, then a line a minute; each is counted (webhook.<outcome>). 600 WARNING lines
+# in 2.7 s helped nobody.
+_refusals = Incident(log, "composio webhooks refused", "webhook.refused")
 
 
 def _note(outcome: str, webhook_id: str, code: str | None = None) -> None:
-    """Count every delivery; log each refusal (someone may be probing, or a secret is wrong)
-    and, once a minute, the counts by outcome. A line per accepted delivery cost a tenth of
-    the request at load, and says nothing the counts do not."""
+    """Count every delivery; log refusals as an incident and, once a minute, the counts by
+    outcome. A line per accepted delivery cost a tenth of the request at load, and says
+    nothing the counts do not."""
     counters.inc(f"webhook.{outcome}")
     attempt = request.headers.get("x-composio-delivery-attempt", "-")
-    level = logging.WARNING if outcome in _REFUSED else logging.DEBUG
-    if log.isEnabledFor(level):
-        log.log(level, "composio webhook id=%s attempt=%s outcome=%s%s", _loggable(webhook_id), _loggable(attempt),
-                outcome, f" code={code}" if code else "")
+    if outcome in _REFUSED:
+        _refusals.fail(f"id={_loggable(webhook_id)} attempt={_loggable(attempt)} outcome={outcome}"
+                       + (f" code={code}" if code else ""))
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("composio webhook id=%s attempt=%s outcome=%s", _loggable(webhook_id), _loggable(attempt), outcome)
     now = time.monotonic()
     if now - _last_summary[0] >= _SUMMARY_EVERY:
         _last_summary[0] = now
