@@ -317,14 +317,16 @@ class Connections:
                 for r in rows]
 
     def preflight(self, caller: Caller, toolkits: list[str]) -> dict:
-        """Which of these toolkits are connected (ACTIVE), pending (OAuth under way), missing."""
+        """`pending` is every required toolkit not ACTIVE (a frontend offers Connect for each);
+        `initiated` (OAuth under way) and `missing` (nothing usable) split it finer."""
         mine = self.list(caller)
         wanted = [t.lower() for t in toolkits]
         active = {c["toolkit"] for c in mine if c["status"] == "ACTIVE"}
-        pending = {c["toolkit"] for c in mine if c["status"] in ("INITIATED", "INITIALIZING")} - active
+        started = {c["toolkit"] for c in mine if c["status"] in ("INITIATED", "INITIALIZING")} - active
         return {"connected": [t for t in wanted if t in active],
-                "pending": [t for t in wanted if t in pending],
-                "missing": [t for t in wanted if t not in active and t not in pending],
+                "pending": [t for t in wanted if t not in active],
+                "initiated": [t for t in wanted if t in started],
+                "missing": [t for t in wanted if t not in active and t not in started],
                 "allReady": all(t in active for t in wanted)}
 
     def history(self, caller: Caller, cid: str, trace_id=None) -> list[dict]:
@@ -337,10 +339,17 @@ class Connections:
         return [e.as_dict() for e in self.ledger.read_stream(connection_stream(cid))]
 
     def agent_connections(self, caller: Caller, agent_id: str) -> list[dict]:
-        """The caller's connections bound to one agent."""
+        """The caller's connections bound to one agent, each with all its agents (two queries)."""
         from sqlalchemy import select
+        from .projections import Binding
         q = self._scope(select(connections).join(bindings, bindings.c.connection_id == connections.c.connection_id)
                         .where(bindings.c.agent_id == agent_id), caller)
         with self.ledger.store.read() as conn:
             rows = conn.execute(q.order_by(connections.c.connection_id)).all()
-        return [self._public(ConnectionState.from_row(r)) for r in rows]
+            ids = [r.connection_id for r in rows]
+            brows = conn.execute(select(bindings).where(bindings.c.connection_id.in_(ids))
+                                 .order_by(bindings.c.agent_id)).all() if ids else []
+        by_conn: dict = {}
+        for b in brows:
+            by_conn.setdefault(b.connection_id, []).append(Binding.from_row(b))
+        return [self._public(ConnectionState.from_row(r), tuple(by_conn.get(r.connection_id, ()))) for r in rows]

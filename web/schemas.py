@@ -87,12 +87,16 @@ class DisconnectPreview(DisconnectResponse):
     canRevoke: Optional[bool] = Field(description="whether the provider's grant can be revoked (null: unknown)")
     currentStatus: str
     requiresForce: bool = Field(description="a real disconnect without force would answer 409")
+    wouldSucceed: bool
+    wouldStatus: Optional[str] = Field(description="the status a real disconnect would leave (null if refused)")
+    wouldError: Optional[str] = Field(description="the error code a real disconnect would get, if any")
 
 
 class PreflightResponse(BaseModel):
     connected: list[str]
-    pending: list[str]
-    missing: list[str]
+    pending: list[str] = Field(description="every required toolkit not ACTIVE: initiated + missing")
+    initiated: list[str] = Field(description="OAuth under way")
+    missing: list[str] = Field(description="no connection under way")
     allReady: bool
 
 
