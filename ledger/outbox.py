@@ -3,7 +3,8 @@
 An action is claimed with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's single
 writer), sent with its id as Idempotency-Key, and its outcome recorded as an event in the same
 transaction that marks it done. A relay killed mid-way leaves the lease to expire; the next
-relay repeats the call, which Composio deduplicates (or answers 404 for a delete: done).
+relay repeats the call, which Composio deduplicates. A 404 is recorded as not found at
+Composio (upstream_not_found), never as a revoke or delete that did not happen.
 Failures back off exponentially with jitter, then dead-letter with an event.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Claimed:
     connection_id: str
     action: str
     attempts: int
+    repeated: bool = False   # an earlier attempt was made whose answer may have been lost
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class Relay:
             now = txn.now
             earlier_open = exists().where(and_(o2.c.connection_id == outbox.c.connection_id,
                                                o2.c.status == "pending", o2.c.id < outbox.c.id))
-            q = (select(outbox.c.id, outbox.c.connection_id, outbox.c.action, outbox.c.attempts)
+            q = (select(outbox.c.id, outbox.c.connection_id, outbox.c.action, outbox.c.attempts,
+                        outbox.c.claimed_by)
                  .where(outbox.c.status == "pending", outbox.c.not_before <= now,
                         (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now), ~earlier_open)
                  .order_by(outbox.c.id).limit(limit))
@@ -77,7 +80,9 @@ class Relay:
             for r in rows:
                 txn.conn.execute(update(outbox).where(outbox.c.id == r.id)
                                  .values(claimed_by=self.worker_id, claimed_until=until, updated_at=now))
-        return [Claimed(r.id, r.connection_id, r.action, r.attempts) for r in rows]
+        # claimed_by still set: a relay took it and never recorded an answer (killed, or lost)
+        return [Claimed(r.id, r.connection_id, r.action, r.attempts, bool(r.claimed_by) or r.attempts > 0)
+                for r in rows]
 
     # -- running ----------------------------------------------------------------------------
     def run_once(self, connection_id: str | None = None, limit: int = 20) -> int:
@@ -126,8 +131,28 @@ class Relay:
             if c.action == "delete":
                 return self._delete(c, data)
             return Outcome(False, error=f"unknown action {c.action}")
+        except errors.UpstreamNotFound:
+            return self._not_found(c, data)
         except errors.UpstreamError as exc:
             return Outcome(False, error=exc.code)
+
+    @staticmethod
+    def _not_found(c: Claimed, data: dict) -> Outcome:
+        """Composio has no such account: record that, not a revoke or a delete that never happened.
+
+        Retrying a 404 would not change it; a purge ends here (there is nothing left to purge
+        at Composio, and nothing was revoked: the events say so, and so does the connection)."""
+        found = NewEvent(ev.UPSTREAM_NOT_FOUND, {**data, "action": c.action, "outcome": ev.NOT_FOUND_UPSTREAM,
+                                                 "repeated": c.repeated})
+        if c.action not in ("revoke", "delete"):
+            return Outcome(True, (found,))
+        if c.repeated:  # Composio does not deduplicate: our own lost attempt may have done it
+            reason = (f"not found at Composio when the {c.action} was repeated: "
+                      "an earlier attempt whose answer was lost may have done it")
+        else:
+            reason = "not found at Composio: nothing was revoked or deleted there"
+        return Outcome(True, (found, NewEvent(ev.DISCONNECT_COMPLETED, {
+            "connection_id": c.connection_id, "outcome": ev.NOT_FOUND_UPSTREAM, "reason": reason})))
 
     def _revoke(self, c: Claimed, data: dict) -> Outcome:
         try:
@@ -135,17 +160,13 @@ class Relay:
             payload = {**data, "supported": True, "revoked": sorted(kinds)}
         except errors.RevokeUnsupported:
             payload = {**data, "supported": False, "revoked": [], "reason": "the toolkit does not support revoke"}
-        except errors.UpstreamNotFound:
-            payload = {**data, "supported": None, "revoked": [], "reason": "the account is no longer at Composio"}
         return Outcome(True, (NewEvent(ev.UPSTREAM_REVOKED, payload),), follow_up="delete")
 
     def _delete(self, c: Claimed, data: dict) -> Outcome:
-        try:
-            self.gateway.delete(c.connection_id, idempotency_key=c.id)
-            gone = False
-        except errors.UpstreamNotFound:
-            gone = True  # deleted before (perhaps by a relay that died before recording it)
-        return Outcome(True, (NewEvent(ev.UPSTREAM_DELETED, {**data, "already_gone": gone}),
+        # A 404 here is not "already deleted" (Composio does not deduplicate writes): _not_found
+        # records it as not found, saying when an earlier, unrecorded attempt may have done it.
+        self.gateway.delete(c.connection_id, idempotency_key=c.id)
+        return Outcome(True, (NewEvent(ev.UPSTREAM_DELETED, data),
                               NewEvent(ev.DISCONNECT_COMPLETED, {"connection_id": c.connection_id,
                                                                  "reason": "purged at Composio"})))
 
@@ -166,9 +187,10 @@ class Relay:
                 return
             if outcome.ok:
                 events = list(outcome.events)
-                if c.action == "delete" and txn.connection(c.connection_id) is not None \
-                        and txn.connection(c.connection_id).status != DISCONNECTING:
-                    events = events[:1]  # already DISCONNECTED (e.g. reconcile saw it gone)
+                state = txn.connection(c.connection_id)
+                if state is not None and state.status != DISCONNECTING:
+                    # already DISCONNECTED (e.g. reconcile saw it gone): only what Composio said
+                    events = [e for e in events if e.type != ev.DISCONNECT_COMPLETED]
                 envs = txn.append(stream, events, meta=meta)
                 txn.set_action(c.id, status="done", attempts=row.attempts + 1, claimed_until=None, last_error=None)
                 if outcome.follow_up:
