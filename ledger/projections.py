@@ -11,6 +11,7 @@ from operator import attrgetter
 from typing import Callable, Iterable
 
 from . import envelope as ev
+from .clock import plus_seconds
 from .envelope import Envelope
 
 DISCONNECTING = "DISCONNECTING"
@@ -20,6 +21,13 @@ COMPOSIO_STATUSES = frozenset({"INITIALIZING", "INITIATED", "ACTIVE", "INACTIVE"
 STATUSES = COMPOSIO_STATUSES | {DISCONNECTING, DISCONNECTED}
 # While disconnecting, these upstream states still matter for what a restore goes back to.
 _REMEMBERED_WHILE_DISCONNECTING = frozenset({"FAILED", "EXPIRED", "REVOKED"})
+# Reports that take away access. Composio's timestamps and ours come from different clocks:
+# within CLOCK_SKEW_SECONDS the two cannot be ordered, and then such a report wins over our
+# own last change (a connection Composio says has expired must not stay ACTIVE because the
+# clocks differ by a second). Good news never wins that way; older than the window, any
+# report is stale (recorded, not applied).
+_TAKES_ACCESS_AWAY = frozenset({"FAILED", "EXPIRED", "REVOKED", "INACTIVE"})
+CLOCK_SKEW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -93,15 +101,19 @@ def _touch(state: ConnectionState, env: Envelope, **changes) -> ConnectionState:
 
 def _set_status(state: ConnectionState, env: Envelope, status: str, reason=None) -> ConnectionState:
     """An upstream status report: late reports and reports after the end change nothing."""
+    changed_at = env.occurred_at
     if env.occurred_at < state.status_changed_at:
-        return state  # older than what we already know: recorded, but it does not move us back
+        if not (status in _TAKES_ACCESS_AWAY and state.status not in _TAKES_ACCESS_AWAY
+                and plus_seconds(env.occurred_at, CLOCK_SKEW_SECONDS) >= state.status_changed_at):
+            return state  # older than what we already know: recorded, but it does not move us back
+        changed_at = state.status_changed_at  # keep status_changed_at from going backwards
     if state.status == DISCONNECTING:
         if status in _REMEMBERED_WHILE_DISCONNECTING:
             return _touch(state, env, previous_status=status, status_reason=reason)
         return state
     if status == state.status and reason == state.status_reason:
         return state
-    return _touch(state, env, status=status, status_reason=reason, status_changed_at=env.occurred_at)
+    return _touch(state, env, status=status, status_reason=reason, status_changed_at=changed_at)
 
 
 def _born(env: Envelope, status: str) -> ConnectionState:
