@@ -21,13 +21,14 @@ COMPOSIO_STATUSES = frozenset({"INITIALIZING", "INITIATED", "ACTIVE", "INACTIVE"
 STATUSES = COMPOSIO_STATUSES | {DISCONNECTING, DISCONNECTED}
 # While disconnecting, these upstream states still matter for what a restore goes back to.
 _REMEMBERED_WHILE_DISCONNECTING = frozenset({"FAILED", "EXPIRED", "REVOKED"})
-# Reports that take away access. Composio's timestamps and ours come from different clocks:
-# within CLOCK_SKEW_SECONDS the two cannot be ordered, and then such a report wins over our
-# own last change (a connection Composio says has expired must not stay ACTIVE because the
-# clocks differ by a second). Good news never wins that way; older than the window, any
-# report is stale (recorded, not applied).
+# Reports that take away access. Composio stamps its reports with its own clock (to the
+# second in webhook headers), we stamp ours with ours: times less than CLOCK_SKEW_SECONDS apart
+# cannot be ordered across the two. Within that window a report that takes access away wins
+# over our last change (a connection Composio says has expired must not stay ACTIVE because the
+# clocks differ by a second); good news never wins that way, and anything older than the
+# window is stale (recorded, not applied).
 _TAKES_ACCESS_AWAY = frozenset({"FAILED", "EXPIRED", "REVOKED", "INACTIVE"})
-CLOCK_SKEW_SECONDS = 60
+CLOCK_SKEW_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _set_status(state: ConnectionState, env: Envelope, status: str, reason=None)
     changed_at = env.occurred_at
     if env.occurred_at < state.status_changed_at:
         if not (status in _TAKES_ACCESS_AWAY and state.status not in _TAKES_ACCESS_AWAY
-                and plus_seconds(env.occurred_at, CLOCK_SKEW_SECONDS) >= state.status_changed_at):
+                and plus_seconds(env.occurred_at, CLOCK_SKEW_SECONDS) > state.status_changed_at):
             return state  # older than what we already know: recorded, but it does not move us back
         changed_at = state.status_changed_at  # keep status_changed_at from going backwards
     if state.status == DISCONNECTING:

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from ledger.clock import iso, parse_iso
+from ledger.projections import CLOCK_SKEW_SECONDS
 from tests.support import webhooks as wh
 
 SECRET = "whsec-test-secret"  # tests.web.conftest.app_config
@@ -36,7 +37,8 @@ def test_an_expiry_stamped_a_second_before_our_activation_still_expires_the_conn
     assert shown["status"] == "EXPIRED" and shown["statusReason"] == "refresh token revoked"
 
 
-def test_an_expiry_older_than_the_clock_window_is_recorded_but_stale(client, auth):
+@pytest.mark.parametrize("seconds", [CLOCK_SKEW_SECONDS, 3600])
+def test_an_expiry_older_than_the_clock_window_is_recorded_but_stale(client, auth, seconds):
     cid = _active(client, auth)
-    _webhook(client, wh.expired(cid, "alice", when=_seconds_before_activation(client, auth, cid, 3600)))
+    _webhook(client, wh.expired(cid, "alice", when=_seconds_before_activation(client, auth, cid, seconds)))
     assert client.get(f"/api/connections/{cid}", headers=auth.user("alice")).json["status"] == "ACTIVE"
