@@ -48,11 +48,17 @@ class Outcome:
 
 
 class Relay:
-    def __init__(self, ledger, gateway, *, max_attempts: int = 6, base_delay: float = 2.0,
-                 max_delay: float = 3600.0, lease_seconds: float = 120.0, worker_id: str | None = None,
-                 rng=random.random):
+    """Carries out due actions. A failing action is retried with capped exponential backoff and
+    jitter (base_delay doubling up to max_delay) for retry_for seconds from when it fell due,
+    then dead-lettered: a Composio outage of hours delays actions, it does not bury them.
+    max_attempts, when set (> 0), dead-letters after that many attempts even sooner."""
+
+    def __init__(self, ledger, gateway, *, max_attempts: int = 0, base_delay: float = 2.0,
+                 max_delay: float = 300.0, retry_for: float = 6 * 3600.0, lease_seconds: float = 120.0,
+                 worker_id: str | None = None, rng=random.random):
         self.ledger, self.gateway = ledger, gateway
         self.max_attempts, self.base_delay, self.max_delay = max_attempts, base_delay, max_delay
+        self.retry_for = retry_for
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng
@@ -200,15 +206,20 @@ class Relay:
 
     def _failed(self, txn, row, error: str, stream: str, meta: dict) -> None:
         attempts = row.attempts + 1
-        if attempts >= self.max_attempts:
+        due = row.created_at
+        if row.action == "revoke":  # enqueued at the request, due at the end of the grace period
+            state = txn.connection(row.connection_id)
+            due = max(due, state.purge_at or due) if state is not None else due
+        give_up_at = plus_seconds(due, self.retry_for)
+        if txn.now >= give_up_at or (self.max_attempts and attempts >= self.max_attempts):
             txn.append(stream, [NewEvent(ev.PROVIDER_ACTION_DEAD_LETTERED, {
                 "connection_id": row.connection_id, "action_id": row.id, "action": row.action,
                 "attempts": attempts, "error": error})], meta=meta)
             txn.set_action(row.id, status="dead", attempts=attempts, last_error=error, claimed_until=None)
             log.error("outbox %s (%s %s) dead after %d attempts: %s", row.id, row.action, row.connection_id, attempts, error)
             return
-        delay = min(self.max_delay, self.base_delay * 2 ** (attempts - 1)) * (0.5 + self.rng() / 2)
-        retry_at = plus_seconds(txn.now, delay)
+        delay = min(self.max_delay, self.base_delay * 2 ** min(attempts - 1, 60)) * (0.5 + self.rng() / 2)
+        retry_at = min(plus_seconds(txn.now, delay), give_up_at)  # one last try at the deadline
         txn.append(stream, [NewEvent(ev.PROVIDER_ACTION_FAILED, {
             "connection_id": row.connection_id, "action_id": row.id, "action": row.action,
             "attempt": attempts, "error": error, "retry_at": retry_at})], meta=meta)
@@ -217,12 +228,30 @@ class Relay:
 
 
 def retry(ledger, action_id: str) -> bool:
-    """Re-queue a dead (or stuck) action to run now, attempts counted afresh."""
+    """Re-queue a dead (or stuck) action to run now, attempts and the retry window counted
+    afresh (the window runs from created_at, which is reset to now)."""
     with ledger.transaction(lock_head=False) as txn:
         done = txn.conn.execute(update(outbox).where(outbox.c.id == action_id, outbox.c.status.in_(("dead", "pending")))
                                 .values(status="pending", attempts=0, not_before=txn.now, claimed_by=None,
-                                        claimed_until=None, updated_at=txn.now))
+                                        claimed_until=None, created_at=txn.now, updated_at=txn.now))
     return done.rowcount == 1
+
+
+def backlog(ledger) -> dict:
+    """What the relay owes: actions due now (pending, not_before passed), how long the oldest
+    of them has waited, those scheduled later, and the dead ones (an operator's to retry)."""
+    from sqlalchemy import func
+    from .clock import iso, now as clock_now, parse_iso
+    at = iso(clock_now())
+    with ledger.store.read() as conn:
+        due, oldest = conn.execute(select(func.count(), func.min(outbox.c.not_before))
+                                   .where(outbox.c.status == "pending", outbox.c.not_before <= at)).one()
+        later = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == "pending",
+                                                        outbox.c.not_before > at)).scalar()
+        dead = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == "dead")).scalar()
+    age = (parse_iso(at) - parse_iso(oldest)).total_seconds() if oldest else 0.0
+    return {"pending": int(due), "oldest_due_age_seconds": round(max(age, 0.0), 3),
+            "scheduled": int(later), "dead": int(dead)}
 
 
 def list_actions(ledger, statuses=("pending", "dead")) -> list[dict]:

@@ -116,9 +116,17 @@ class ReconcileMetrics(BaseModel):
     last_runs: list[ReconcileRun] = Field(description="newest first")
 
 
+class OutboxBacklog(BaseModel):
+    pending: int = Field(description="actions due now, not yet carried out")
+    oldest_due_age_seconds: float = Field(description="how long the oldest due action has waited")
+    scheduled: int = Field(description="actions due later (grace periods, backoff)")
+    dead: int = Field(description="dead-lettered actions: `ledger outbox retry` re-queues one")
+
+
 class MetricsPublic(BaseModel):
     process: ProcessMetrics
     reconcile: ReconcileMetrics
+    outbox: OutboxBacklog
 
 
 class ErrorDetail(BaseModel):

@@ -61,6 +61,8 @@ def wire_services(app: Flask) -> None:
     gateway = LazyGateway(_sdk_factory(app))
     relay = Relay(ledger, gateway, max_attempts=int(app.config["RELAY_MAX_ATTEMPTS"]),
                   base_delay=float(app.config["RELAY_BASE_DELAY_SECONDS"]),
+                  max_delay=float(app.config["RELAY_MAX_DELAY_SECONDS"]),
+                  retry_for=float(app.config["RELAY_RETRY_FOR_SECONDS"]),
                   lease_seconds=float(app.config["RELAY_LEASE_SECONDS"]))
 
     def after_commit(connection_id: str) -> None:

@@ -76,7 +76,9 @@ def test_composio_failing_three_times_then_succeeding_deletes_exactly_once(clien
     assert client.get(f"/api/connections/{cid}", headers=auth.user("alice")).json["status"] == "DISCONNECTED"
 
 
-def test_composio_always_failing_dead_letters_and_outbox_retry_completes_it(client, auth, app, composio, runner):
+def test_composio_always_failing_dead_letters_and_outbox_retry_completes_it(make_app, auth, composio):
+    app = make_app(RELAY_MAX_ATTEMPTS=6)  # an explicit cap; by default time decides (test_relay_backoff)
+    client, runner = app.test_client(), app.test_cli_runner()
     cid = _connected(client, auth)
     composio.fail("DELETE", f"/connected_accounts/{cid}", status=503)
     client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
