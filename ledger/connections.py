@@ -17,7 +17,7 @@ from .commands import (BindAgent, Caller, RequestDisconnect, RestoreConnection, 
                        UnbindAgent)
 from .clock import plus_seconds
 from .envelope import NewEvent, connection_stream
-from .projections import DISCONNECTING, ConnectionState
+from .projections import DISCONNECTING, ConnectionState, upstream_confirmed
 from .service import make_meta
 from .tables import bindings, connections
 from .txn import Prefetch, fitted_key
@@ -108,10 +108,14 @@ class Connections:
             kw.pop("idempotency_key", None)
         answer = self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
                              action="disconnect", **kw)
-        if cmd.immediate and not cmd.dry_run and answer.get("status") == DISCONNECTING:
-            # The purge ran right after the commit (the inline relay): answer where it got to.
+        if not cmd.dry_run and answer.get("status") == DISCONNECTING:
+            # The inline relay ran right after the commit (the disable, or an immediate purge):
+            # answer where it got to, and whether Composio has confirmed it.
             state, _ = self._read_one(cmd.connection_id)
-            answer = {**answer, "status": state.status} if state is not None else answer
+            if state is not None:
+                now = decisions.disconnect_answer(state)
+                answer = {**answer, "status": state.status, "upstreamConfirmed": now["upstreamConfirmed"],
+                          "warnings": list(answer.get("warnings", [])) + now["warnings"]}
         return answer
 
     def restore(self, caller: Caller, cmd: RestoreConnection, **kw) -> dict:
@@ -211,7 +215,8 @@ class Connections:
         return {"connectionId": state.connection_id, "toolkit": state.toolkit, "status": state.status,
                 "userId": state.user_id, "createdAt": state.created_at, "updatedAt": state.updated_at,
                 "purgeAt": state.purge_at, "lastUsedAt": state.last_used_at,
-                "statusReason": state.status_reason, "agents": [b.agent_id for b in bound]}
+                "statusReason": state.status_reason, "upstreamConfirmed": upstream_confirmed(state),
+                "agents": [b.agent_id for b in bound]}
 
     def _read_one(self, cid: str) -> tuple[ConnectionState | None, tuple]:
         return self.ledger.store.read_connection(cid)

@@ -11,7 +11,7 @@ from . import errors
 from .clock import plus_seconds
 from .commands import BindAgent, Caller, RequestDisconnect, UnbindAgent
 from .envelope import NewEvent
-from .projections import DISCONNECTED, DISCONNECTING, ConnectionState
+from .projections import DISCONNECTED, DISCONNECTING, ConnectionState, upstream_confirmed
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,12 @@ def may_act(state: ConnectionState | None, caller: Caller) -> bool:
 
 
 def disconnect_answer(state: ConnectionState, warnings=()) -> dict:
-    return {"connectionId": state.connection_id, "status": state.status,
-            "purgeAt": state.purge_at, "warnings": list(warnings)}
+    warnings = list(warnings)
+    if not upstream_confirmed(state):
+        warnings.append("Composio has not confirmed the disconnect: agents may still have access ("
+                        + state.status_reason.partition(": ")[2] + ")")
+    return {"connectionId": state.connection_id, "status": state.status, "upstreamConfirmed": upstream_confirmed(state),
+            "purgeAt": state.purge_at, "warnings": warnings}
 
 
 def decide_disconnect(state: ConnectionState, bound: tuple, cmd: RequestDisconnect, now: str,

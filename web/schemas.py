@@ -58,6 +58,8 @@ class ConnectionPublic(BaseModel):
     purgeAt: Optional[str]
     lastUsedAt: Optional[str]
     statusReason: Optional[str]
+    upstreamConfirmed: bool = Field(description="false while Composio has not confirmed a disconnect "
+                                                "(agents may still have access; statusReason says why)")
     agents: list[str]
 
 
@@ -76,6 +78,7 @@ class DisconnectResponse(BaseModel):
     success: bool
     connectionId: str
     status: str
+    upstreamConfirmed: Optional[bool] = None
     purgeAt: Optional[str]
     warnings: list[str]
 
