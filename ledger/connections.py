@@ -6,9 +6,12 @@ exactly like a missing one, and the attempt is recorded as a security event.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
+import threading
+import time
 
 from . import decisions
 from . import envelope as ev
@@ -41,14 +44,60 @@ def _fingerprint(cmd) -> str:
     return hashlib.sha256(repr(cmd).encode()).hexdigest()[:32]
 
 
+class UnknownIdLookups:
+    """Bounds what ids the ledger never saw cost in calls to Composio (each is a GET there):
+    at most `per_minute` such lookups per caller per minute, and an id Composio said does not
+    exist is not asked about again for `not_found_seconds`. Beyond either, the answer is the
+    same 404 without asking. Per process (each worker keeps its own), in memory, bounded."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, per_minute: int, not_found_seconds: float):
+        self.per_minute, self.not_found_seconds = per_minute, not_found_seconds
+        self._lock = threading.Lock()
+        self._recent: dict[str, collections.deque] = {}      # caller -> monotonic times of lookups
+        self._missing: collections.OrderedDict = collections.OrderedDict()  # id -> until
+
+    def may_ask(self, caller: Caller, cid: str) -> bool:
+        now = time.monotonic()
+        who = f"{caller.kind}:{caller.tenant}:{caller.id}"
+        with self._lock:
+            until = self._missing.get(cid)
+            if until is not None:
+                if until > now:
+                    return False
+                del self._missing[cid]
+            recent = self._recent.get(who)
+            if recent is None:
+                if len(self._recent) >= self.MAX_ENTRIES:
+                    self._recent.pop(next(iter(self._recent)))
+                recent = self._recent[who] = collections.deque()
+            while recent and recent[0] <= now - 60.0:
+                recent.popleft()
+            if len(recent) >= self.per_minute:
+                log.warning("unknown-id lookups: %s is over %d a minute; answering 404 without asking Composio",
+                            who, self.per_minute)
+                return False
+            recent.append(now)
+            return True
+
+    def not_found(self, cid: str) -> None:
+        with self._lock:
+            self._missing[cid] = time.monotonic() + self.not_found_seconds
+            self._missing.move_to_end(cid)
+            while len(self._missing) > self.MAX_ENTRIES:
+                self._missing.popitem(last=False)
+
+
 class Connections:
     """The connection use cases over a Ledger and a ComposioGateway."""
 
     def __init__(self, ledger, gateway, *, grace_seconds: int = 604800, poll_interval: float = 3.0,
-                 after_commit=None):
+                 after_commit=None, unknown_lookups_per_minute: int = 20, not_found_seconds: float = 30.0):
         self.ledger, self.gateway = ledger, gateway
         self.grace_seconds, self.poll_interval = grace_seconds, poll_interval
         self.after_commit = after_commit or (lambda connection_id: None)
+        self.lookups = UnknownIdLookups(unknown_lookups_per_minute, not_found_seconds)
 
     # -- the write path ----------------------------------------------------------------------
     def _write(self, caller: Caller, cid: str | None, decide, *, trace_id=None, idempotency_key=None,
@@ -240,9 +289,12 @@ class Connections:
         return state, bound
 
     def _observe(self, caller: Caller, cid: str, action: str, trace_id) -> ConnectionState:
+        if not self.lookups.may_ask(caller, cid):
+            raise errors.NotFound("No such connection.")
         try:
             account = self.gateway.get(cid)
         except errors.UpstreamNotFound:
+            self.lookups.not_found(cid)
             raise errors.NotFound("No such connection.") from None
         if caller.kind != "user" or account.user_id != caller.id:
             raise self.deny(caller, cid, action, trace_id)
