@@ -93,17 +93,21 @@ class Connections:
     """The connection use cases over a Ledger and a ComposioGateway."""
 
     def __init__(self, ledger, gateway, *, grace_seconds: int = 604800, poll_interval: float = 3.0,
-                 after_commit=None, unknown_lookups_per_minute: int = 20, not_found_seconds: float = 30.0):
+                 after_commit=None, unknown_lookups_per_minute: int = 20, not_found_seconds: float = 30.0,
+                 relay=None):
         self.ledger, self.gateway = ledger, gateway
         self.grace_seconds, self.poll_interval = grace_seconds, poll_interval
         self.after_commit = after_commit or (lambda connection_id: None)
         self.lookups = UnknownIdLookups(unknown_lookups_per_minute, not_found_seconds)
+        # The inline relay (after_commit runs it): a write claims the actions it makes due in
+        # its own transaction and hands them to it, so the relay needs no claim transaction.
+        self.relay = relay
 
     # -- the write path ----------------------------------------------------------------------
     def _write(self, caller: Caller, cid: str | None, decide, *, trace_id=None, idempotency_key=None,
                fingerprint: str = "", action: str = "") -> dict:
         """load -> authorize -> decide -> append + outbox + idempotency -> commit -> signal."""
-        denied = False
+        denied, handed = False, []
         idem = _scoped_key(caller, idempotency_key)
         wanted = Prefetch(streams=(connection_stream(cid),) if cid else (), connections=(cid,),
                           bindings=(cid,), keys=(idem,))
@@ -125,10 +129,14 @@ class Connections:
                 decision = decide(txn, state)
                 answer = self._apply(txn, caller, cid, decision, make_meta(
                     caller.actor, caller.tenant, trace_id, idempotency_key=idempotency_key))
+                if decision.actions and self.relay is not None:
+                    handed = self.relay.claim_in_request(txn, cid)
                 if idem:
                     txn.remember(idem, fingerprint, [], json.dumps(answer))
         if denied:
             raise errors.NotFound("No such connection.")
+        if handed:
+            self.relay.hand_over(handed)
         if txn.recorded and cid:
             self.after_commit(cid)
         return answer

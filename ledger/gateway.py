@@ -83,6 +83,11 @@ class SdkGateway:
                     self._client = sdk.client
         return self._client
 
+    def warm(self) -> None:
+        """Import the SDK and build the client now (a relay does this before its first claim)."""
+        self.client  # noqa: B018 - the property builds it
+        import composio_client  # noqa: F401 - _call's error types
+
     def _call(self, what: str, fn, *args, **kwargs):
         import composio_client as cc
         try:

@@ -62,41 +62,82 @@ class Relay:
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng
+        self._local = threading.local()
 
     # -- claiming ---------------------------------------------------------------------------
     def claim(self, limit: int = 20, connection_id: str | None = None) -> list[Claimed]:
         """Take due actions under a lease; a connection's actions only ever one at a time, in order."""
-        o2 = outbox.alias("earlier")
-        store = self.ledger.store
         with self.ledger.transaction(lock_head=False) as txn:
-            now = txn.now
-            earlier_open = exists().where(and_(o2.c.connection_id == outbox.c.connection_id,
-                                               o2.c.status == "pending", o2.c.id < outbox.c.id))
-            q = (select(outbox.c.id, outbox.c.connection_id, outbox.c.action, outbox.c.attempts,
-                        outbox.c.claimed_by)
-                 .where(outbox.c.status == "pending", outbox.c.not_before <= now,
-                        (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now), ~earlier_open)
-                 .order_by(outbox.c.id).limit(limit))
-            if connection_id:
-                q = q.where(outbox.c.connection_id == connection_id)
-            if store.dialect == "postgresql":
-                q = q.with_for_update(skip_locked=True, of=outbox)
-            rows = txn.conn.execute(q).all()
-            until = plus_seconds(now, self.lease_seconds)
-            for r in rows:
-                txn.conn.execute(update(outbox).where(outbox.c.id == r.id)
-                                 .values(claimed_by=self.worker_id, claimed_until=until, updated_at=now))
+            return self._claim_in(txn, limit, connection_id)
+
+    def claim_in_request(self, txn, connection_id: str) -> list[Claimed]:
+        """Claim, inside the request's own write transaction, the actions it has just made due,
+        so that no relay sees them as due while the request holds them (they commit claimed)
+        and the request carries them out right after its commit without a claim transaction
+        of its own. Pass the result to hand_over() once the transaction has committed."""
+        return self._claim_in(txn, 20, connection_id)
+
+    def hand_over(self, claimed: list[Claimed]) -> None:
+        """Claims committed by this thread's request, for its next run_once of that connection."""
+        handed = self._local.__dict__.setdefault("handed", [])
+        handed.extend(claimed)
+
+    def _take_handed(self, connection_id: str | None) -> list[Claimed]:
+        handed = self._local.__dict__.get("handed") or []
+        mine = [c for c in handed if connection_id is None or c.connection_id == connection_id]
+        self._local.handed = [c for c in handed if c not in mine]
+        return mine
+
+    def _claim_in(self, txn, limit: int, connection_id: str | None) -> list[Claimed]:
+        o2 = outbox.alias("earlier")
+        now = txn.now
+        earlier_open = exists().where(and_(o2.c.connection_id == outbox.c.connection_id,
+                                           o2.c.status == "pending", o2.c.id < outbox.c.id))
+        q = (select(outbox.c.id, outbox.c.connection_id, outbox.c.action, outbox.c.attempts,
+                    outbox.c.claimed_by)
+             .where(outbox.c.status == "pending", outbox.c.not_before <= now,
+                    (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now), ~earlier_open)
+             .order_by(outbox.c.id).limit(limit))
+        if connection_id:
+            q = q.where(outbox.c.connection_id == connection_id)
+        if self.ledger.store.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=outbox)
+        rows = txn.conn.execute(q).all()
+        until = plus_seconds(now, self.lease_seconds)
+        for r in rows:
+            txn.conn.execute(update(outbox).where(outbox.c.id == r.id)
+                             .values(claimed_by=self.worker_id, claimed_until=until, updated_at=now))
         # claimed_by still set: a relay took it and never recorded an answer (killed, or lost)
         return [Claimed(r.id, r.connection_id, r.action, r.attempts, bool(r.claimed_by) or r.attempts > 0)
                 for r in rows]
 
     # -- running ----------------------------------------------------------------------------
+    def warm(self) -> None:
+        """Import the SDK and build its client now (`import composio` takes seconds), so the
+        first action a relay claims is not kept waiting for it."""
+        try:
+            warm = getattr(self.gateway, "warm", None)  # a lazy gateway is built here
+            if warm is not None:
+                warm()
+        except Exception:  # not configured, say: the first action reports it properly
+            log.warning("could not prepare the Composio client in advance", exc_info=True)
+
     def run_once(self, connection_id: str | None = None, limit: int = 20) -> int:
         """Claim and carry out what is due now; returns how many actions were attempted.
 
-        A completed revoke makes its delete due at once, so that follow-up runs in the same
-        call; a failure waits for its backoff instead of being hammered here."""
+        Actions a request claimed in its own transaction (hand_over) are carried out first,
+        without a claim transaction. A completed revoke makes its delete due at once, so that
+        follow-up runs in the same call; a failure waits for its backoff instead of being
+        hammered here."""
         done, follow = 0, True
+        handed = self._take_handed(connection_id)
+        if handed:
+            follow = False
+            for c in handed:
+                outcome = self._execute(c)
+                self._record(c, outcome)
+                follow = follow or bool(outcome.ok and outcome.follow_up)
+            done = len(handed)
         while follow and done < 10 * limit:
             claimed = self.claim(limit, connection_id)
             if not claimed:
@@ -110,7 +151,9 @@ class Relay:
         return done
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0, on_idle=None) -> None:
-        """Loop until `stop` is set (SIGTERM handler or shutdown); errors never kill the loop."""
+        """Warm the SDK, then loop until `stop` is set (SIGTERM handler or shutdown); errors
+        never kill the loop."""
+        self.warm()
         while not stop.is_set():
             try:
                 n = self.run_once()

@@ -77,7 +77,8 @@ def wire_services(app: Flask) -> None:
         _relay_in_process_when_serving(app, relay)
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
         ledger, gateway, grace_seconds=int(app.config["DISCONNECT_GRACE_SECONDS"]),
-        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit))
+        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit,
+        relay=relay if app.config["RELAY_INLINE"] else None))
 
 
 def _relay_in_process_when_serving(app: Flask, relay) -> None:
