@@ -160,7 +160,10 @@ def outbox_cmd(ctx):
     """List pending and dead Composio actions."""
     if ctx.invoked_subcommand:
         return
-    from ledger.outbox import list_actions
+    from ledger.outbox import backlog, list_actions
+    b = backlog(current_app.extensions["ledger"])
+    click.echo(f"backlog: {b['pending']} due (oldest waiting {b['oldest_due_age_seconds']:.0f} s), "
+               f"{b['scheduled']} scheduled, {b['dead']} dead")
     for a in list_actions(current_app.extensions["ledger"]):
         click.echo(f"{a['id']}\t{a['status']}\t{a['action']}\t{a['connection_id']}\tattempts={a['attempts']}"
                    f"\tnot_before={a['not_before']}\t{a['last_error'] or ''}")

@@ -33,15 +33,18 @@ DEFAULTS = {
     "AUTO_MIGRATE": True,
     "RELAY_INLINE": True,                 # run due outbox actions right after the request commits
     "RELAY_IN_PROCESS": False,            # a relay thread inside the web process (the sandbox: `make run`)
-    "RELAY_MAX_ATTEMPTS": 6,
-    "RELAY_BASE_DELAY_SECONDS": 2.0,
+    "RELAY_MAX_ATTEMPTS": 0,              # 0: no cap on attempts; RELAY_RETRY_FOR_SECONDS decides
+    "RELAY_BASE_DELAY_SECONDS": 2.0,      # backoff doubles from this, with jitter...
+    "RELAY_MAX_DELAY_SECONDS": 300.0,     # ...up to this between attempts
+    "RELAY_RETRY_FOR_SECONDS": 21600.0,   # a failing action is dead-lettered this long after it fell due
     "RELAY_LEASE_SECONDS": 120.0,         # a claimed action is retried by another relay after this
     "POLL_INTERVAL_SECONDS": 3.0,         # at most one Composio status call per connection per interval
 }
 
 _INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_LENGTH",
          "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS"}
-_FLOATS = {"API_KEY_CACHE_SECONDS", "COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS"}
+_FLOATS = {"API_KEY_CACHE_SECONDS", "COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS",
+           "RELAY_MAX_DELAY_SECONDS", "RELAY_RETRY_FOR_SECONDS"}
 _BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE", "RELAY_IN_PROCESS"}
 
 

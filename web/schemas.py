@@ -59,6 +59,8 @@ class ConnectionPublic(BaseModel):
     purgeAt: Optional[str]
     lastUsedAt: Optional[str]
     statusReason: Optional[str]
+    upstreamConfirmed: bool = Field(description="false while Composio has not confirmed a disconnect "
+                                                "(agents may still have access; statusReason says why)")
     agents: list[str]
 
 
@@ -77,6 +79,7 @@ class DisconnectResponse(BaseModel):
     success: bool
     connectionId: str
     status: str
+    upstreamConfirmed: Optional[bool] = None
     purgeAt: Optional[str]
     warnings: list[str]
 
@@ -88,12 +91,16 @@ class DisconnectPreview(DisconnectResponse):
     canRevoke: Optional[bool] = Field(description="whether the provider's grant can be revoked (null: unknown)")
     currentStatus: str
     requiresForce: bool = Field(description="a real disconnect without force would answer 409")
+    wouldSucceed: bool
+    wouldStatus: Optional[str] = Field(description="the status a real disconnect would leave (null if refused)")
+    wouldError: Optional[str] = Field(description="the error code a real disconnect would get, if any")
 
 
 class PreflightResponse(BaseModel):
     connected: list[str]
-    pending: list[str]
-    missing: list[str]
+    pending: list[str] = Field(description="every required toolkit not ACTIVE: initiated + missing")
+    initiated: list[str] = Field(description="OAuth under way")
+    missing: list[str] = Field(description="no connection under way")
     allReady: bool
 
 
@@ -113,9 +120,17 @@ class ReconcileMetrics(BaseModel):
     last_runs: list[ReconcileRun] = Field(description="newest first")
 
 
+class OutboxBacklog(BaseModel):
+    pending: int = Field(description="actions due now, not yet carried out")
+    oldest_due_age_seconds: float = Field(description="how long the oldest due action has waited")
+    scheduled: int = Field(description="actions due later (grace periods, backoff)")
+    dead: int = Field(description="dead-lettered actions: `ledger outbox retry` re-queues one")
+
+
 class MetricsPublic(BaseModel):
     process: ProcessMetrics
     reconcile: ReconcileMetrics
+    outbox: OutboxBacklog
 
 
 class ErrorDetail(BaseModel):

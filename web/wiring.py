@@ -61,6 +61,8 @@ def wire_services(app: Flask) -> None:
     gateway = LazyGateway(_sdk_factory(app))
     relay = Relay(ledger, gateway, max_attempts=int(app.config["RELAY_MAX_ATTEMPTS"]),
                   base_delay=float(app.config["RELAY_BASE_DELAY_SECONDS"]),
+                  max_delay=float(app.config["RELAY_MAX_DELAY_SECONDS"]),
+                  retry_for=float(app.config["RELAY_RETRY_FOR_SECONDS"]),
                   lease_seconds=float(app.config["RELAY_LEASE_SECONDS"]))
 
     def after_commit(connection_id: str) -> None:
@@ -75,7 +77,8 @@ def wire_services(app: Flask) -> None:
         _relay_in_process_when_serving(app, relay)
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
         ledger, gateway, grace_seconds=int(app.config["DISCONNECT_GRACE_SECONDS"]),
-        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit))
+        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit,
+        relay=relay if app.config["RELAY_INLINE"] else None))
 
 
 def _relay_in_process_when_serving(app: Flask, relay) -> None:
