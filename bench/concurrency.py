@@ -124,7 +124,10 @@ class PeerWriter:
     def __init__(self, backend: str, where: str, first: int):
         from . import peer
         # one thread writes: a pool of one connection (its default keeps five open per process)
-        self.app = peer.app_for(backend, where, {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0"})
+        # and its tables were created by the bench before (16 processes creating them at once
+        # make PostgreSQL fail one with "tuple concurrently updated")
+        self.app = peer.app_for(backend, where, {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0",
+                                                 "CREATE_TABLE": "false"})
         self.first = first
         self.aggs = dict(zip(range(first, first + STREAMS_PER_WRITER),
                              peer.create_connections(self.app, first, STREAMS_PER_WRITER)))
@@ -201,7 +204,9 @@ class Pool:
             kind, detail = c.recv()
             if kind != "ready":
                 self.close()
-                raise RuntimeError(f"{variant} writer {k} failed to start: {detail}")
+                last = detail.strip().splitlines()[-1] if detail.strip() else ""
+                log(f"{variant} writer {k} failed to start: {detail}")
+                raise RuntimeError(f"{variant} writer {k} failed to start: {last}")
 
     def round(self, n: int, seconds: float) -> dict:
         start_at = time.time() + 0.5
@@ -256,6 +261,11 @@ def _databases(settings: Settings, backend: str, pg) -> dict:
         where = {"ours": pg.create("conc_ours"), "bare": pg.create("conc_bare"), "peer": pg.create("conc_peer")}
     open_ledger(where["ours"])
     _create_bare_table(backend, where["bare"])
+    from . import peer
+    app = peer.app_for(backend, where["peer"])       # creates the peer's tables, once
+    if backend == "sqlite":
+        where["peer_synchronous"] = peer.sqlite_synchronous(app)
+    app.close()
     return where
 
 
@@ -306,6 +316,9 @@ def run(settings: Settings, pg, pg_missing: str | None) -> list[Figure]:
                     log(f"{f.key} run {i + 1}/{settings.runs}: " + ", ".join(
                         f"{lbl}={f.variants[lbl]['value'].values[-1]:,.0f}" for lbl in labels))
                 _annotate(f)
+                if backend == "sqlite":
+                    f.note += (f"; the peer's SQLite connections run with PRAGMA synchronous="
+                               f"{where['peer_synchronous']} (2 = FULL), as ours and bare")
         except Exception as exc:  # one backend failing must not hide the other
             log(f"concurrency on {backend} failed: {exc}")
             for f in wanted:

@@ -64,11 +64,13 @@ def _measure(settings: Settings, wrk: str, url: str, setup: list[str], fig: Figu
             except RuntimeError as exc:
                 fig.na = f"n/a ({p.name} did not start: {str(exc)[-600:]})"
                 return
-        for _ in range(20):              # each worker imports the composio SDK after its first request
-            call("GET", ours.url + "/healthz")
+        # Each worker imports the composio SDK after its first request (2 s of CPU each, much
+        # longer on a busy machine): generous timeouts here, then time for the imports to end.
+        for _ in range(20):
+            call("GET", ours.url + "/healthz", timeout=180)
         time.sleep(4 if settings.quick else 8)
         _, target, headers, body = signed_webhook(0, time.time())
-        status, answer = call("POST", ours.url + target, headers, body.encode())
+        status, answer = call("POST", ours.url + target, headers, body.encode(), timeout=180)
         if status != 200:
             fig.na = missing(status, answer, "POST /webhooks/composio") + f"; {ours.why()[-400:]}"
             return

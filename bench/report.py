@@ -129,7 +129,8 @@ def table(figures: list[Figure]) -> str:
              "|---|---|---:|---:|---|---:|---:|---|"]
     for f in figures:
         if f.na:
-            lines.append(f"| {f.title} | | {f.na} | | | | | |")
+            na = " ".join(f.na.split()).replace("|", "/")   # one table row, whatever the reason says
+            lines.append(f"| {f.title} | | {na} | | | | | |")
             continue
         for label, metrics in f.variants.items():
             v = metrics["value"]

@@ -28,10 +28,11 @@ READY_TIMEOUT = float(os.environ.get("BENCH_READY_TIMEOUT", "900"))
 REPO_CONFIG = os.path.join(ROOT, "gunicorn.conf.py")
 
 
-def call(method: str, url: str, headers: dict | None = None, body: bytes | None = None) -> tuple[int, bytes]:
+def call(method: str, url: str, headers: dict | None = None, body: bytes | None = None,
+         timeout: float = 30) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
