@@ -71,6 +71,8 @@ def _meta(settings: Settings, started: float, commit_at_start: str) -> dict:
     if commit != commit_at_start:
         commit = f"{commit_at_start} (start) .. {commit} (end): the code changed during the run"
     return {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            # how busy the machine was (others' work included): the noise these figures carry
+            "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
             "machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.platform()})",
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version, "commit": commit,
             "runs": settings.runs, "events": settings.events, "appends_per_run": settings.appends,
