@@ -20,6 +20,7 @@ when the ledger has it; a storage that sequences inline has no lag and the figur
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import time
@@ -246,7 +247,7 @@ class Pool:
 def _pct(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return 0.0
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    k = min(len(sorted_values) - 1, max(0, math.ceil(p / 100 * len(sorted_values)) - 1))   # nearest rank
     return sorted_values[k]
 
 
