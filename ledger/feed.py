@@ -93,6 +93,12 @@ class Feed:
             start = seq + 1 - window[0].seq  # seqs are gap-free, so position = distance
             return list(islice(window, start, start + limit))
 
+    @property
+    def running(self) -> bool:
+        """Whether this process's wake source (thread, and LISTEN connection) is up."""
+        with self._cond:
+            return self._thread is not None and self._thread.is_alive()
+
     def close(self) -> None:
         """Stop the thread and wake every waiter (they see no more events)."""
         with self._cond:
