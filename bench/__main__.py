@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         log(pg_missing + ": PostgreSQL figures are n/a")
     figures = []
     try:
-        for family in (appends, replay, http):
+        for family in (appends, replay, http, __import__("bench.fanout", fromlist=["run"])):
             figures += family.run(settings, pg, pg_missing)
     finally:
         pg.drop_all()
