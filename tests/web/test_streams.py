@@ -280,3 +280,13 @@ def test_an_auditor_follows_the_whole_chain_with_hashes_and_resumes_by_seq(serve
     by_id = SseClient(s.url + "/audit/stream?from_seq=1", headers=key, last_event_id=str(len(lines) - 1))
     assert by_id.next_event()["data"] == lines[-1]             # Last-Event-ID wins over from_seq
     by_id.close()
+
+
+def test_openapi_documents_the_streams_and_wait(client):
+    doc = client.get("/openapi.json").json
+    person = doc["paths"]["/api/connections/events"]["get"]
+    assert "text/event-stream" in person["responses"]["200"]["content"]
+    assert {p["name"] for p in person["parameters"]} == {"Last-Event-ID", "access_token"}
+    assert {p["name"] for p in doc["paths"]["/audit/stream"]["get"]["parameters"]} == {"Last-Event-ID", "from_seq"}
+    wait = {p["name"]: p for p in doc["paths"]["/api/connections/{connectionId}"]["get"]["parameters"]}["wait"]
+    assert wait["schema"]["maximum"] == 60
