@@ -290,3 +290,53 @@ def test_openapi_documents_the_streams_and_wait(client):
     assert {p["name"] for p in doc["paths"]["/audit/stream"]["get"]["parameters"]} == {"Last-Event-ID", "from_seq"}
     wait = {p["name"]: p for p in doc["paths"]["/api/connections/{connectionId}"]["get"]["parameters"]}["wait"]
     assert wait["schema"]["maximum"] == 60
+
+
+def _shipper_code() -> str:
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "streams.md").read_text()
+    section = doc[doc.index("### A shipper"):]
+    return section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python") + 9)]
+
+
+def _lines_when(path, count: int, proc, deadline_s: float = 60.0) -> list[str]:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            break
+        time.sleep(0.1)
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_the_documented_siem_shipper_resumes_after_a_kill_and_ships_the_chain_once(serve, auth, tmp_path):
+    import os
+    import subprocess
+    import sys
+    s = serve(POLL_INTERVAL_SECONDS=0.0)
+    alice = auth.user("alice")
+    for toolkit in ("github", "slack"):
+        start_connection(s, alice, toolkit)
+    env = {**os.environ, "LEDGER_URL": s.url, "AUDIT_KEY": auth.service("ops", "audit:read")["X-Api-Key"]}
+    out = tmp_path / "ledger.ndjson"
+    code = _shipper_code()
+    first = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert len(_lines_when(out, len(events_of(s.app)), first)) == len(events_of(s.app))
+    finally:
+        first.kill()
+        first.wait()
+    a3 = start_connection(s, alice, "gmail")
+    complete_oauth(s, alice, a3)
+    second = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        shipped = _lines_when(out, len(events_of(s.app)), second)
+    finally:
+        second.kill()
+        second.wait()
+    export = requests.get(s.url + "/audit/export", headers={"X-Api-Key": env["AUDIT_KEY"]}, timeout=30).text.splitlines()
+    assert [json.loads(x) for x in shipped] == [json.loads(x) for x in export]   # all of it, once, in order
+    check = subprocess.run([sys.executable, "-m", "ledger.audit", "verify-export", str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
