@@ -25,6 +25,7 @@ from itertools import islice
 from typing import Iterator
 
 from .envelope import Envelope
+from .errors import StorageError
 from .signals import event_recorded
 
 log = logging.getLogger("ledger.feed")
@@ -76,8 +77,8 @@ class Feed:
         """The last seq the feed has seen (after its first read, which a new thread does first)."""
         with self._cond:
             self._cond.wait_for(lambda: self._head is not None or self._closed, timeout)
-            if self._head is None:
-                raise TimeoutError("the ledger feed did not start")
+            if self._head is None:  # its first read keeps failing: the database is away
+                raise StorageError("the ledger feed could not read the chain")
             return self._head
 
     def events_after(self, seq: int, timeout: float, limit: int = PAGE) -> list[Envelope] | None:

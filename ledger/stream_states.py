@@ -27,16 +27,17 @@ class StatesAt:
     def at(self, env: Envelope) -> tuple:
         """The connection of a `connection:<id>` event right after it: (ConnectionState | None, bindings)."""
         cid = env.stream.partition(":")[2]
+        # One lock around the whole fold: every stream of the process asks about a new event at
+        # once, and only the first should read the connection's history; the rest find it here.
         with self._lock:
             cached = self._cache.get(cid)
-        if cached is not None and cached[0] == env.version:
-            return cached[1], cached[2]
-        if cached is not None and cached[0] == env.version - 1:
-            state, bound = self._apply(cid, cached[1], cached[2], [env])
-        else:
-            history = [e for e in self.store.read_stream(env.stream) if e.version <= env.version]
-            state, bound = self._apply(cid, None, (), history)
-        with self._lock:
+            if cached is not None and cached[0] == env.version:
+                return cached[1], cached[2]
+            if cached is not None and cached[0] == env.version - 1:
+                state, bound = self._apply(cid, cached[1], cached[2], [env])
+            else:
+                history = [e for e in self.store.read_stream(env.stream) if e.version <= env.version]
+                state, bound = self._apply(cid, None, (), history)
             self._cache[cid] = (env.version, state, bound)
             self._cache.move_to_end(cid)
             while len(self._cache) > self.size:

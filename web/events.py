@@ -138,42 +138,52 @@ def _last_event_id() -> int | None:
                          "type": "int_parsing"}]) from None
 
 
-def _sse(lines: Iterator[str]) -> Response:
-    return Response(lines, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+def _sse(feed: Feed, cursor: int | None, heartbeat: float, gap: Callable, render: Callable) -> Response:
+    """The streaming response. The feed is joined here, before the first byte, so a database
+    that cannot be read is a 503 in the envelope rather than a stream that breaks at once; the
+    subscription ends when the server closes the response (client gone, or the stream ended)."""
+    subscription = feed.subscription()
+    subscription.__enter__()
+    try:
+        head = feed.head()
+    except BaseException:
+        subscription.__exit__(None, None, None)
+        raise
+    cursor = head if cursor is None or cursor > head else cursor
+    response = Response(stream(feed, cursor, heartbeat, gap, render), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(lambda: subscription.__exit__(None, None, None))
+    return response
 
 
-def stream(feed: Feed, cursor: int | None, heartbeat: float, gap: Callable, render: Callable) -> Iterator[str]:
-    """SSE lines: events after `cursor` (None: from now), then live, with heartbeats.
+def stream(feed: Feed, cursor: int, heartbeat: float, gap: Callable, render: Callable) -> Iterator[str]:
+    """SSE lines: events after `cursor`, then live, with heartbeats (inside a subscription).
 
     A heartbeat is a comment; when the chain moved past the last event sent, it also carries a
     bare `id:` (no data: a browser dispatches nothing but resumes from there), so a reconnect
     never rescans what was already looked at. `gap(cursor, upto)` reads (events, new cursor)
     from the table when the feed's window no longer has them; `render(env)` is the data line,
     or None for an event this stream does not show."""
-    with feed.subscription():
-        head = feed.head()
-        cursor = head if cursor is None or cursor > head else cursor
-        yield f"retry: {RETRY_MS}\nid: {cursor}\n\n"
-        sent, next_beat = cursor, time.monotonic() + heartbeat
-        while True:
-            found = feed.events_after(cursor, max(0.0, next_beat - time.monotonic()))
-            if found is None:
-                found, upto = gap(cursor, feed.head())
-            else:
-                upto = found[-1].seq if found else cursor
-            out = []
-            for env in found:
-                text = render(env)
-                if text is not None:
-                    out.append(f"id: {env.seq}\ndata: {text}\n\n")
-                    sent = env.seq
-            cursor = upto
-            if out:
-                yield "".join(out)
-            if time.monotonic() >= next_beat:
-                yield ": keepalive\n" + (f"id: {cursor}\n" if cursor > sent else "") + "\n"
-                sent, next_beat = max(sent, cursor), time.monotonic() + heartbeat
+    yield f"retry: {RETRY_MS}\nid: {cursor}\n\n"
+    sent, next_beat = cursor, time.monotonic() + heartbeat
+    while True:
+        found = feed.events_after(cursor, max(0.0, next_beat - time.monotonic()))
+        if found is None:
+            found, upto = gap(cursor, feed.head())
+        else:
+            upto = found[-1].seq if found else cursor
+        out = []
+        for env in found:
+            text = render(env)
+            if text is not None:
+                out.append(f"id: {env.seq}\ndata: {text}\n\n")
+                sent = env.seq
+        cursor = upto
+        if out:
+            yield "".join(out)
+        if time.monotonic() >= next_beat:
+            yield ": keepalive\n" + (f"id: {cursor}\n" if cursor > sent else "") + "\n"
+            sent, next_beat = max(sent, cursor), time.monotonic() + heartbeat
 
 
 def _page_end(found: list, cursor: int, upto: int) -> tuple[list, int]:
@@ -213,7 +223,7 @@ def connection_events():
             return _page_end(lv.store.read_after(after, PAGE), after, upto)
         return _page_end(lv.store.query_events(after, PAGE, user_id=caller.id), after, upto)
 
-    return _sse(stream(lv.feed, cursor, lv.heartbeat, gap, render))
+    return _sse(lv.feed, cursor, lv.heartbeat, gap, render)
 
 
 @bp.get("/audit/stream")
@@ -230,7 +240,7 @@ def audit_stream():
     def gap(after: int, upto: int):
         return _page_end(lv.store.read_after(after, PAGE), after, upto)
 
-    return _sse(stream(lv.feed, cursor, lv.heartbeat, gap, lambda env: env.to_json_line()))
+    return _sse(lv.feed, cursor, lv.heartbeat, gap, lambda env: env.to_json_line())
 
 
 # -- ?wait ------------------------------------------------------------------------------------
