@@ -29,7 +29,7 @@ from datetime import datetime
 from .harness import ROOT, PgDatabases, log, make_workdir, new_ledger, sqlite_url
 from .servers import Process, _has_control_socket, free_port
 
-FANOUT_WORKERS, FANOUT_THREADS = 2, 320
+FANOUT_WORKERS, FANOUT_THREADS = 2, int(os.environ.get("FANOUT_THREADS", "320"))
 WATCHERS, WRITE_RATE = 4, 20.0
 RESULTS = os.path.join(ROOT, "bench", "results", "fanout.md")
 
@@ -65,13 +65,17 @@ async def _open(port: int, token: str):
     writer.write((f"GET /api/connections/events HTTP/1.0\r\nHost: 127.0.0.1\r\n"
                   f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n").encode())
     await writer.drain()
-    status = await asyncio.wait_for(reader.readline(), 60)
-    while (await asyncio.wait_for(reader.readline(), 60)) not in (b"\r\n", b""):
-        pass
-    if b" 200 " not in status:
-        raise RuntimeError(status.decode().strip())
-    while (await asyncio.wait_for(reader.readline(), 60)) not in (b"\n", b""):  # the first block
-        pass
+    try:
+        status = await asyncio.wait_for(reader.readline(), 30)
+        while (await asyncio.wait_for(reader.readline(), 30)) not in (b"\r\n", b""):
+            pass
+        if b" 200 " not in status:
+            raise RuntimeError(status.decode().strip())
+        while (await asyncio.wait_for(reader.readline(), 30)) not in (b"\n", b""):  # the first block
+            pass
+    except asyncio.TimeoutError:
+        writer.close()
+        raise RuntimeError("no answer within 30 s") from None
     return reader, writer
 
 
@@ -85,10 +89,18 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+def _try_http(method: str, url: str, token: str) -> float | str:
+    """The request's latency, or why it failed (a figure that cannot be measured says why)."""
+    try:
+        return _http(method, url, token)
+    except OSError as exc:
+        return f"{method} {url.rsplit('/', 1)[-1]}: {exc}"
+
+
 def _http(method: str, url: str, token: str) -> float:
     req = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"})
     t0 = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=60) as r:
+    with urllib.request.urlopen(req, timeout=20) as r:
         r.read()
     return time.perf_counter() - t0
 
@@ -105,7 +117,9 @@ async def _measure(proc: Process, key, clients: int, writes: int, cid: str) -> d
     await asyncio.sleep(1.0)
     rss_with = _rss_mb(proc)
     loop = asyncio.get_running_loop()
-    probe = [await loop.run_in_executor(None, _http, "GET", proc.url + "/healthz", "-") for _ in range(20)]
+    probe = [await loop.run_in_executor(None, _try_http, "GET", proc.url + "/healthz", "-") for _ in range(20)]
+    refused = [p for p in probe if isinstance(p, str)]
+    probe = [p for p in probe if not isinstance(p, str)] or [float("nan")]
 
     token = mint(key, sub="watcher", exp_in=3600)
     arrivals: dict[int, list[float]] = {}
@@ -117,7 +131,9 @@ async def _measure(proc: Process, key, clients: int, writes: int, cid: str) -> d
     url = f"{proc.url}/api/agents/bench-agent/connections/{cid}"
     for i in range(writes):
         began = time.perf_counter()
-        await loop.run_in_executor(None, _http, "PUT" if i % 2 == 0 else "DELETE", url, token)
+        failed = await loop.run_in_executor(None, _try_http, "PUT" if i % 2 == 0 else "DELETE", url, token)
+        if isinstance(failed, str):
+            refused.append(failed)
         await asyncio.sleep(max(0.0, 1 / WRITE_RATE - (time.perf_counter() - began)))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (len(arrivals) < writes or min(map(len, arrivals.values())) < WATCHERS):
@@ -128,7 +144,7 @@ async def _measure(proc: Process, key, clients: int, writes: int, cid: str) -> d
         w.close()
     delays = sorted(d * 1000 for ds in arrivals.values() for d in ds)
     q = statistics.quantiles(delays, n=100) if len(delays) >= 2 else [float("nan")] * 99
-    return {"opened": clients, "held": len(idle), "errors": errors, "rss_before": rss_before, "rss_with": rss_with,
+    return {"opened": clients, "held": len(idle), "errors": errors + sorted(set(refused))[:3], "rss_before": rss_before, "rss_with": rss_with,
             "healthz_p50_ms": statistics.median(probe) * 1000, "healthz_max_ms": max(probe) * 1000,
             "writes": writes, "delivered": sum(len(v) for v in arrivals.values()), "expected": writes * WATCHERS,
             "delay_p50_ms": q[49], "delay_p99_ms": q[98], "delay_max_ms": delays[-1] if delays else float("nan")}

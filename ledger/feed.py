@@ -34,21 +34,55 @@ CHANNEL = "ledger_sequenced"
 WINDOW = 4096            # recent events kept in memory; a waiter further behind reads the table
 PAGE = 1000
 IDLE_STOP_SECONDS = 30.0
+EVERYONE = "*"           # an audience key: a subscription to every event, or an event for everyone
 RETRY_SECONDS = 1.0
 
 
-class Feed:
-    """The process's wake source and window of recent events for one ledger store."""
+class Subscription:
+    """One waiter's interest: the audience keys it listens for ("*": every event)."""
 
-    def __init__(self, store, *, sender=None, check_seconds: float = 1.0,
+    def __init__(self, feed: "Feed", keys):
+        self.feed, self.keys = feed, frozenset(keys)
+        self.woken = threading.Event()
+
+    def head(self, timeout: float = 10.0) -> int:
+        return self.feed.head(timeout)
+
+    def events_after(self, seq: int, timeout: float, limit: int = PAGE) -> tuple[list[Envelope], int] | None:
+        """(events for this subscription after `seq`, the seq looked at up to), waiting up to
+        `timeout` for one; an empty list at the deadline. None when the events after `seq` are
+        no longer in the window: read them from the store. Only events whose audience meets
+        this subscription's keys wake it, so a thousand idle streams of other people sleep
+        through a write that is not theirs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.woken.clear()  # before looking: a wake-up after the look is not lost
+            got = self.feed._select(seq, self.keys, limit)
+            if got is None or got[0]:
+                return got
+            seq = got[1]
+            left = deadline - time.monotonic()
+            if left <= 0 or self.feed._closed:
+                return got
+            self.woken.wait(left)
+
+
+class Feed:
+    """The process's wake source and window of recent events for one ledger store.
+
+    `audience(env)` names who an event is for (keys such as "user:alice", "stream:connection:ca_1");
+    the feed's thread computes it once per event and wakes only the subscriptions it concerns."""
+
+    def __init__(self, store, *, sender=None, audience=None, check_seconds: float = 1.0,
                  idle_stop: float = IDLE_STOP_SECONDS, window: int = WINDOW):
         self.store = store
+        self.audience = audience or (lambda env: frozenset(("stream:" + env.stream,)))
         self.check_seconds, self.idle_stop = check_seconds, idle_stop
         self._postgres = store.engine.dialect.name == "postgresql"
         self._cond = threading.Condition()
-        self._window: deque[Envelope] = deque(maxlen=window)
+        self._window: deque[tuple[Envelope, frozenset]] = deque(maxlen=window)
         self._head: int | None = None       # None while the thread is not running
-        self._waiters = 0
+        self._subs: set[Subscription] = set()
         self._left_at = time.monotonic()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -61,16 +95,17 @@ class Feed:
 
     # -- waiting --------------------------------------------------------------------------
     @contextmanager
-    def subscription(self) -> Iterator["Feed"]:
+    def subscription(self, keys=(EVERYONE,)) -> Iterator[Subscription]:
         """Hold this while waiting: the wake source runs while anyone holds one."""
+        sub = Subscription(self, keys)
         with self._cond:
-            self._waiters += 1
+            self._subs.add(sub)
             self._ensure_running()
         try:
-            yield self
+            yield sub
         finally:
             with self._cond:
-                self._waiters -= 1
+                self._subs.discard(sub)
                 self._left_at = time.monotonic()
 
     def head(self, timeout: float = 10.0) -> int:
@@ -81,18 +116,17 @@ class Feed:
                 raise StorageError("the ledger feed could not read the chain")
             return self._head
 
-    def events_after(self, seq: int, timeout: float, limit: int = PAGE) -> list[Envelope] | None:
-        """Events with a seq above `seq`, waiting up to `timeout` for one; [] if none came.
-        None when they are no longer (or not yet) in the window: read them from the store."""
+    def _select(self, seq: int, keys: frozenset, limit: int) -> tuple[list[Envelope], int] | None:
+        every = EVERYONE in keys
         with self._cond:
-            self._cond.wait_for(lambda: self._closed or (self._head is not None and self._head > seq), timeout)
             if self._closed or self._head is None or self._head <= seq:
-                return []
+                return [], seq
             window = self._window
-            if not window or window[0].seq > seq + 1:
+            if not window or window[0][0].seq > seq + 1:
                 return None
-            start = seq + 1 - window[0].seq  # seqs are gap-free, so position = distance
-            return list(islice(window, start, start + limit))
+            start = seq + 1 - window[0][0].seq  # seqs are gap-free, so position = distance
+            looked = list(islice(window, start, start + limit))
+        return [env for env, aud in looked if every or EVERYONE in aud or aud & keys], looked[-1][0].seq
 
     @property
     def running(self) -> bool:
@@ -105,6 +139,9 @@ class Feed:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            subs = list(self._subs)
+        for sub in subs:
+            sub.woken.set()
         self._kick.set()
         if getattr(self, "_sender", None) is not None:
             event_recorded.disconnect(self._on_recorded, sender=self._sender)
@@ -159,7 +196,7 @@ class Feed:
 
     def _should_stop(self) -> bool:
         with self._cond:
-            idle = self._waiters == 0 and time.monotonic() - self._left_at > self.idle_stop
+            idle = not self._subs and time.monotonic() - self._left_at > self.idle_stop
             if self._closed or idle:
                 self._thread, self._head = None, None
                 self._window.clear()
@@ -176,9 +213,21 @@ class Feed:
             found = self.store.read_after(self._head, PAGE)
             if not found:
                 return
+            tagged = [(env, frozenset(self._audience_of(env))) for env in found]
+            told = frozenset().union(*(aud for _, aud in tagged))
             with self._cond:
-                self._window.extend(found)
+                self._window.extend(tagged)
                 self._head = found[-1].seq
                 self._cond.notify_all()
+                woken = [s for s in self._subs if EVERYONE in s.keys or EVERYONE in told or s.keys & told]
+            for sub in woken:
+                sub.woken.set()
             if len(found) < PAGE:
                 return
+
+    def _audience_of(self, env: Envelope):
+        try:
+            return self.audience(env)
+        except Exception:  # cannot tell who it is for: tell everyone, they filter themselves
+            log.exception("ledger feed: audience of seq %s", env.seq)
+            return (EVERYONE,)

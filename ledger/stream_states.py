@@ -44,6 +44,18 @@ class StatesAt:
                 self._cache.popitem(last=False)
         return state, bound
 
+    def audience(self, env: Envelope) -> set:
+        """Who an event is for (the feed's audience keys): its stream, and for a connection's
+        event the connection's owner and tenant."""
+        keys = {"stream:" + env.stream}
+        if env.stream.startswith("connection:"):
+            state, _ = self.at(env)
+            if state is not None:
+                keys.add("tenant:" + state.tenant)
+                if state.user_id:
+                    keys.add("user:" + state.user_id)
+        return keys
+
     @staticmethod
     def _apply(cid: str, state, bound: tuple, envs) -> tuple:
         p = Projection({cid: state} if state is not None else {}, {cid: bound} if bound else {})

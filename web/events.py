@@ -22,7 +22,7 @@ from pydantic import BeforeValidator, Field
 
 from ledger import envelope as ev
 from ledger.decisions import may_act
-from ledger.feed import PAGE, Feed
+from ledger.feed import EVERYONE, PAGE, Feed, Subscription
 from ledger.stream_states import StatesAt
 
 from . import auth
@@ -55,8 +55,9 @@ class Live:
     def __init__(self, app: Flask):
         ledger = app.extensions["ledger"]
         self.store = ledger.store
-        self.feed = Feed(self.store, sender=ledger, check_seconds=float(app.config.get("FEED_CHECK_SECONDS", 1.0)))
         self.states = StatesAt(self.store)
+        self.feed = Feed(self.store, sender=ledger, audience=self.states.audience,
+                         check_seconds=float(app.config.get("FEED_CHECK_SECONDS", 1.0)))
         self.heartbeat = float(app.config.get("SSE_HEARTBEAT_SECONDS", 15.0))
         self.poll_interval = float(app.config["POLL_INTERVAL_SECONDS"])
         self._due: dict[str, float] = {}
@@ -138,25 +139,25 @@ def _last_event_id() -> int | None:
                          "type": "int_parsing"}]) from None
 
 
-def _sse(feed: Feed, cursor: int | None, heartbeat: float, gap: Callable, render: Callable) -> Response:
+def _sse(feed: Feed, keys, cursor: int | None, heartbeat: float, gap: Callable, render: Callable) -> Response:
     """The streaming response. The feed is joined here, before the first byte, so a database
     that cannot be read is a 503 in the envelope rather than a stream that breaks at once; the
     subscription ends when the server closes the response (client gone, or the stream ended)."""
-    subscription = feed.subscription()
-    subscription.__enter__()
+    subscription = feed.subscription(keys)
+    sub = subscription.__enter__()
     try:
-        head = feed.head()
+        head = sub.head()
     except BaseException:
         subscription.__exit__(None, None, None)
         raise
     cursor = head if cursor is None or cursor > head else cursor
-    response = Response(stream(feed, cursor, heartbeat, gap, render), mimetype="text/event-stream",
+    response = Response(stream(sub, cursor, heartbeat, gap, render), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(lambda: subscription.__exit__(None, None, None))
     return response
 
 
-def stream(feed: Feed, cursor: int, heartbeat: float, gap: Callable, render: Callable) -> Iterator[str]:
+def stream(sub: Subscription, cursor: int, heartbeat: float, gap: Callable, render: Callable) -> Iterator[str]:
     """SSE lines: events after `cursor`, then live, with heartbeats (inside a subscription).
 
     A heartbeat is a comment; when the chain moved past the last event sent, it also carries a
@@ -167,11 +168,8 @@ def stream(feed: Feed, cursor: int, heartbeat: float, gap: Callable, render: Cal
     yield f"retry: {RETRY_MS}\nid: {cursor}\n\n"
     sent, next_beat = cursor, time.monotonic() + heartbeat
     while True:
-        found = feed.events_after(cursor, max(0.0, next_beat - time.monotonic()))
-        if found is None:
-            found, upto = gap(cursor, feed.head())
-        else:
-            upto = found[-1].seq if found else cursor
+        got = sub.events_after(cursor, max(0.0, next_beat - time.monotonic()))
+        found, upto = gap(cursor, sub.head()) if got is None else got
         out = []
         for env in found:
             text = render(env)
@@ -223,7 +221,8 @@ def connection_events():
             return _page_end(lv.store.read_after(after, PAGE), after, upto)
         return _page_end(lv.store.query_events(after, PAGE, user_id=caller.id), after, upto)
 
-    return _sse(lv.feed, cursor, lv.heartbeat, gap, render)
+    keys = {f"tenant:{caller.tenant}"} if caller.admin else {f"user:{caller.id}"}
+    return _sse(lv.feed, keys, cursor, lv.heartbeat, gap, render)
 
 
 @bp.get("/audit/stream")
@@ -240,7 +239,7 @@ def audit_stream():
     def gap(after: int, upto: int):
         return _page_end(lv.store.read_after(after, PAGE), after, upto)
 
-    return _sse(lv.feed, cursor, lv.heartbeat, gap, lambda env: env.to_json_line())
+    return _sse(lv.feed, {EVERYONE}, cursor, lv.heartbeat, gap, lambda env: env.to_json_line())
 
 
 # -- ?wait ------------------------------------------------------------------------------------
@@ -251,15 +250,15 @@ def wait_for_change(caller, cid: str, seconds: float, trace_id: str | None) -> d
     bounds every process); the others are woken by the event that poll records."""
     svc, lv = current_app.extensions["connections"], live()
     deadline, stream_name = time.monotonic() + seconds, ev.connection_stream(cid)
-    with lv.feed.subscription():
-        cursor = lv.feed.head()
+    with lv.feed.subscription({"stream:" + stream_name}) as sub:
+        cursor = sub.head()
         answer = svc.get(caller, cid, trace_id=trace_id)
         status = answer["status"]
         while (left := deadline - time.monotonic()) > 0:
             pending = answer["status"] in PENDING
-            found = lv.feed.events_after(cursor, min(left, lv.poll_wait(cid)) if pending else left)
-            touched = found is None or any(e.stream == stream_name for e in found)
-            cursor = lv.feed.head() if found is None else (found[-1].seq if found else cursor)
+            got = sub.events_after(cursor, min(left, lv.poll_wait(cid)) if pending else left)
+            touched = got is None or bool(got[0])
+            cursor = sub.head() if got is None else got[1]
             if touched or (pending and lv.claim_poll(cid)):
                 answer = svc.get(caller, cid, trace_id=trace_id)
                 if answer["status"] != status:

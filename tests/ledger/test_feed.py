@@ -19,23 +19,23 @@ def _append_elsewhere(url: str, count: int) -> None:
     assert out.returncode == 0, out.stderr
 
 
-def _drain(feed: Feed, after: int, want: int, deadline_s: float = 30.0) -> list:
+def _drain(sub, after: int, want: int, deadline_s: float = 30.0) -> list:
     got, deadline = [], time.monotonic() + deadline_s
     while len(got) < want and time.monotonic() < deadline:
-        found = feed.events_after(after, 1.0)
+        found = sub.events_after(after, 1.0)
         assert found is not None
-        got += found
-        after = got[-1].seq if got else after
+        got += found[0]
+        after = found[1]
     return got
 
 
 def test_a_write_by_another_process_wakes_a_waiter(ledger, db_url):
     feed = Feed(ledger.store, sender=ledger)
     try:
-        with feed.subscription():
-            head = feed.head()
+        with feed.subscription() as sub:
+            head = sub.head()
             _append_elsewhere(db_url, 3)
-            got = _drain(feed, head, 3)
+            got = _drain(sub, head, 3)
         assert [e.seq for e in got] == [head + 1, head + 2, head + 3]
         assert {e.stream for e in got} == {"elsewhere"}
     finally:
@@ -47,12 +47,12 @@ def test_a_write_in_this_process_wakes_a_waiter_without_waiting_for_the_check(le
     # (PostgreSQL) can deliver within the test's bound.
     feed = Feed(ledger.store, sender=ledger, check_seconds=60.0)
     try:
-        with feed.subscription():
-            head = feed.head()
+        with feed.subscription() as sub:
+            head = sub.head()
             result = {}
 
             def wait():
-                result["found"] = feed.events_after(head, 30.0)
+                result["found"] = sub.events_after(head, 30.0)[0]
             t = threading.Thread(target=wait)
             t.start()
             time.sleep(0.3)
@@ -68,14 +68,14 @@ def test_a_write_in_this_process_wakes_a_waiter_without_waiting_for_the_check(le
 def test_a_waiter_further_behind_than_the_window_is_told_to_read_the_table(ledger):
     feed = Feed(ledger.store, sender=ledger, window=2)
     try:
-        with feed.subscription():
-            head = feed.head()
+        with feed.subscription() as sub:
+            head = sub.head()
             for i in range(5):
                 ledger.append("s", [NewEvent("test.appended", {"i": i})])
-            last = _drain(feed, head + 4, 1)
+            last = _drain(sub, head + 4, 1)
             assert [e.data["i"] for e in last] == [4]
-            assert feed.events_after(head, 1.0) is None
-            assert feed.events_after(head + 5, 0.1) == []   # nothing new: the deadline passes
+            assert sub.events_after(head, 1.0) is None
+            assert sub.events_after(head + 5, 0.1) == ([], head + 5)   # nothing new: the deadline passes
     finally:
         feed.close()
 
@@ -83,16 +83,37 @@ def test_a_waiter_further_behind_than_the_window_is_told_to_read_the_table(ledge
 def test_the_feed_thread_stops_when_nobody_waits(ledger):
     feed = Feed(ledger.store, sender=ledger, idle_stop=0.1, check_seconds=0.1)
     try:
-        with feed.subscription():
-            feed.head()
+        with feed.subscription() as sub:
+            sub.head()
             assert feed.running
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and feed.running:
             time.sleep(0.1)
         assert not feed.running
-        with feed.subscription():                      # and starts again for the next waiter
-            head = feed.head()
+        with feed.subscription() as sub:                      # and starts again for the next waiter
+            head = sub.head()
             ledger.append("s", [NewEvent("test.appended", {"i": 9})])
-            assert [e.seq for e in _drain(feed, head, 1)] == [head + 1]
+            assert [e.seq for e in _drain(sub, head, 1)] == [head + 1]
+    finally:
+        feed.close()
+
+
+def test_a_waiter_is_answered_with_its_own_events_only(ledger):
+    feed = Feed(ledger.store, sender=ledger)
+    try:
+        with feed.subscription({"stream:mine"}) as sub:
+            head = sub.head()
+            result = {}
+
+            def wait():
+                result["got"] = sub.events_after(head, 30.0)
+            t = threading.Thread(target=wait)
+            t.start()
+            for i in range(3):
+                ledger.append("theirs", [NewEvent("test.appended", {"i": i})])
+            ledger.append("mine", [NewEvent("test.appended", {"i": 9})])
+            t.join(30)
+        found, upto = result["got"]
+        assert [e.stream for e in found] == ["mine"] and upto == head + 4
     finally:
         feed.close()
