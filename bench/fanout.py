@@ -177,7 +177,7 @@ def run_backend(name: str, url: str, clients: int, writes: int, workdir: str) ->
 def write_report(results: dict, clients: int) -> str:
     lines = ["# Fan-out: idle SSE clients and write-to-event delay", "",
              f"`python -m bench.fanout` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-             f"{os.cpu_count()} cores shared with other work. gunicorn `-w {FANOUT_WORKERS} -k gthread "
+             f"{os.cpu_count()} cores shared with other work (load average {os.getloadavg()[0]:.1f} at the end). gunicorn `-w {FANOUT_WORKERS} -k gthread "
              f"--threads {FANOUT_THREADS}`; {clients} idle streams of different people on 127.0.0.1, "
              f"{WATCHERS} watcher streams of one person, writes (agent bind/unbind over HTTP) at "
              f"{WRITE_RATE:.0f}/s while the idle streams stay open. Delay = arrival at a watcher minus the "

@@ -62,7 +62,7 @@ class Subscription:
                 return got
             seq = got[1]
             left = deadline - time.monotonic()
-            if left <= 0 or self.feed._closed:
+            if left <= 0 or self.feed.closed:
                 return got
             self.woken.wait(left)
 
@@ -127,6 +127,10 @@ class Feed:
             start = seq + 1 - window[0][0].seq  # seqs are gap-free, so position = distance
             looked = list(islice(window, start, start + limit))
         return [env for env, aud in looked if every or EVERYONE in aud or aud & keys], looked[-1][0].seq
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def running(self) -> bool:

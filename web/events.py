@@ -167,7 +167,7 @@ def stream(sub: Subscription, cursor: int, heartbeat: float, gap: Callable, rend
     or None for an event this stream does not show."""
     yield f"retry: {RETRY_MS}\nid: {cursor}\n\n"
     sent, next_beat = cursor, time.monotonic() + heartbeat
-    while True:
+    while not sub.feed.closed:  # closed: the stream ends, and the browser reconnects elsewhere
         got = sub.events_after(cursor, max(0.0, next_beat - time.monotonic()))
         found, upto = gap(cursor, sub.head()) if got is None else got
         out = []
