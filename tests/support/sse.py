@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from urllib.parse import urlsplit
 
 
@@ -58,14 +57,3 @@ class SseClient:
     def close(self) -> None:
         self.conn.close()
 
-
-def collect(client: SseClient, n: int, into: list) -> threading.Thread:
-    """Read n events in a thread (so the test can act meanwhile)."""
-    def run():
-        try:
-            into.extend(client.events(n))
-        except Exception as exc:  # surfaced by the test's own assertions on `into`
-            into.append({"error": repr(exc)})
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
