@@ -26,7 +26,7 @@ FAMILIES = {
 }
 # The families of a plain run; the concurrency and ingest families (issue 12) are asked for by
 # name with --only, and then written to a results file of their own (--out).
-DEFAULT_FAMILIES = ("appends", "replay", "http")
+DEFAULT_FAMILIES = ("appends", "replay", "http", "fanout")
 
 
 def parse(argv: list[str]) -> tuple[Settings, bool]:
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = []
     try:
         for name, family in (("appends", appends), ("replay", replay), ("http", http),
-                             ("concurrency", concurrency), ("ingest", ingest)):
+                             ("concurrency", concurrency), ("ingest", ingest),
+                             ("fanout", __import__("bench.fanout", fromlist=["run"]))):
             if settings.only or name in DEFAULT_FAMILIES:
                 figures += family.run(settings, pg, pg_missing)
     finally:

@@ -39,12 +39,14 @@ DEFAULTS = {
     "RELAY_RETRY_FOR_SECONDS": 21600.0,   # a failing action is dead-lettered this long after it fell due
     "RELAY_LEASE_SECONDS": 120.0,         # a claimed action is retried by another relay after this
     "POLL_INTERVAL_SECONDS": 3.0,         # at most one Composio status call per connection per interval
+    "SSE_HEARTBEAT_SECONDS": 15.0,        # a comment line on every live stream this often (issue 14)
+    "FEED_CHECK_SECONDS": 1.0,            # SQLite: how often a process checks for other processes' writes
 }
 
 _INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_LENGTH",
          "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS"}
 _FLOATS = {"API_KEY_CACHE_SECONDS", "COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS",
-           "RELAY_MAX_DELAY_SECONDS", "RELAY_RETRY_FOR_SECONDS"}
+           "RELAY_MAX_DELAY_SECONDS", "RELAY_RETRY_FOR_SECONDS", "SSE_HEARTBEAT_SECONDS", "FEED_CHECK_SECONDS"}
 _BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE", "RELAY_IN_PROCESS"}
 
 

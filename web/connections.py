@@ -69,7 +69,12 @@ def preflight():
 @bp.get("/<connection_id:cid>")
 @auth.require_person_or_admin
 def get_connection(cid):
-    """One connection; while INITIATED, Composio is asked for news (rate-bound)."""
+    """One connection; while INITIATED, Composio is asked for news (rate-bound). ?wait=N (<= 60 s)
+    answers once the status changes, or after N seconds with it unchanged."""
+    from .events import WaitQuery, wait_for_change
+    wait = parse_query(WaitQuery).wait
+    if wait:
+        return jsonify(wait_for_change(auth.current().caller(), _checked_id(cid), wait, g.trace_id))
     return jsonify(_svc().get(auth.current().caller(), _checked_id(cid), trace_id=g.trace_id))
 
 
