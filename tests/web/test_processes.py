@@ -106,3 +106,36 @@ def test_a_20kb_token_through_gunicorn_gets_a_431_in_the_json_envelope(sandbox):
     assert status == 431 and headers["Content-Type"].startswith("application/json")
     body = json.loads(text)
     assert body["success"] is False and body["error"]["status"] == 431
+
+
+def test_the_sandbox_launcher_says_where_it_listens_and_stops_with_its_composio(tmp_path):
+    import signal
+    import socket
+    port, composio_port = ps.free_port(), ps.free_port()
+    key = new_rsa_key()   # a Clerk key, so the repository's instance/ gets no dev key from a test
+    env = ps.clean_env(DATABASE_URL=f"sqlite:///{tmp_path}/ledger.db", CLERK_JWT_KEY=key.public_pem,
+                       CLERK_ISSUER=ISSUER)
+    launcher = subprocess.Popen([sys.executable, "-m", "web.dev.sandbox", "--port", str(port),
+                                 "--composio-port", str(composio_port)], cwd=ps.ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        banner = []
+        while not any("get a token" in line for line in banner):
+            line = launcher.stdout.readline()
+            assert line, "the launcher stopped before saying where it listens"
+            banner.append(line)
+        text = "".join(banner)
+        assert f"http://127.0.0.1:{port}" in text and f"http://127.0.0.1:{composio_port}" in text
+        assert "SANDBOX" in text and "make -s token" in text
+        h = {"Authorization": f"Bearer {mint(key, sub='alice')}"}
+        status, _, body = ps.http("POST", f"http://127.0.0.1:{port}/api/connections", h,
+                                  {"toolkit": "slack", "credentials": {"api_key": "k"}})
+        assert status == 201, body    # through the sandbox Composio the launcher started
+        cid = json.loads(body)["connectionId"]
+        assert ps.http("GET", f"http://127.0.0.1:{composio_port}/api/v3.1/connected_accounts/{cid}")[0] == 200
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(60)
+    for p in (port, composio_port):   # its children stopped with it
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", p), timeout=2).close()

@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--composio-port", type=int, default=5001)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # stop the children too (the finally below)
     composio_url = f"http://{args.host}:{args.composio_port}"
     env = dict(os.environ, LEDGER_ENV="development", COMPOSIO_BASE_URL=composio_url)
     env.setdefault("RELAY_IN_PROCESS", "true")
