@@ -54,7 +54,7 @@ def verify(from_seq, to_seq):
     click.echo(json.dumps(result.as_dict()))
     if not result.ok:
         click.echo(f"chain broken at seq {result.first_bad_seq}: {result.reason}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @ledger_cli.command("rebuild")
@@ -126,7 +126,7 @@ def api_key_revoke(key_id):
     from ledger import apikeys
     if not apikeys.revoke(current_app.extensions["engine"], key_id):
         click.echo(f"no active key {key_id}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     click.echo(f"revoked {key_id}")
 
 
@@ -210,7 +210,7 @@ def outbox_retry(action_id):
     from ledger.outbox import retry
     if not retry(current_app.extensions["ledger"], action_id):
         click.echo(f"no pending or dead action {action_id}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     click.echo(f"re-queued {action_id}")
 
 

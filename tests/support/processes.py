@@ -65,7 +65,9 @@ def sandbox_composio(port: int) -> subprocess.Popen:
 
 
 def gunicorn(port: int, env: dict, workers: int = 2) -> subprocess.Popen:
-    return start([str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"], env, port)
+    # A long worker timeout: on a loaded test machine the first `import composio` can take a while.
+    return start([str(BIN / "gunicorn"), "-w", str(workers), "--timeout", "300", "-b", f"127.0.0.1:{port}",
+                  "wsgi:app"], env, port)
 
 
 def http(method: str, url: str, headers: dict | None = None, body=None) -> tuple[int, dict, str]:

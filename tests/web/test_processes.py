@@ -63,14 +63,14 @@ def test_workers_starting_together_create_one_dev_key_and_all_use_it(tmp_path):
 
 
 @pytest.fixture
-def sandbox(tmp_path):
+def sandbox(db_url):
     """The sandbox Composio in its own process and the service under gunicorn with two workers,
     in development mode (Clerk tokens from a real RSA key, so the repository's instance/ is untouched)."""
     composio_port, port = ps.free_port(), ps.free_port()
     composio = ps.sandbox_composio(composio_port)
     key = new_rsa_key()
     env = ps.clean_env(LEDGER_ENV="development", COMPOSIO_BASE_URL=f"http://127.0.0.1:{composio_port}",
-                       DATABASE_URL=f"sqlite:///{tmp_path}/ledger.db", CLERK_JWT_KEY=key.public_pem,
+                       DATABASE_URL=db_url, CLERK_JWT_KEY=key.public_pem,
                        CLERK_ISSUER=ISSUER, CLERK_AUTHORIZED_PARTIES=AUTHORIZED_PARTY, RELAY_IN_PROCESS="false")
     server = ps.gunicorn(port, env, workers=2)
     yield {"url": f"http://127.0.0.1:{port}", "composio": f"http://127.0.0.1:{composio_port}", "key": key}
