@@ -27,8 +27,10 @@ def create_app(config: dict | None = None) -> Flask:
         upgrade_locked(engine)
 
     from .errors import register_error_handlers
+    from .limits import register_header_limits
     from .requests import register_request_hooks
     register_error_handlers(app)
+    register_header_limits(app)   # first: nothing reads an oversize header
     register_request_hooks(app)
 
     from .auth import init_auth
