@@ -50,7 +50,9 @@ FAKE_HASH = "f" * 64
 
 def app_config(url: str) -> dict:
     """The app as a writer process builds it: no rate limit, no inline relay, development."""
-    return {"DATABASE_URL": url, "LEDGER_ENV": "development", "RATELIMIT_DEFAULT": "", "RELAY_INLINE": False,
+    # Development needs a sandbox Composio URL; nothing here calls it (RELAY_INLINE off, appends only).
+    return {"DATABASE_URL": url, "LEDGER_ENV": "development", "COMPOSIO_BASE_URL": "http://127.0.0.1:9",
+            "RATELIMIT_DEFAULT": "", "RELAY_INLINE": False,
             "AUTO_MIGRATE": True}
 
 
