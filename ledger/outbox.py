@@ -23,7 +23,7 @@ from .clock import plus_seconds
 from .envelope import Actor, NewEvent, connection_stream
 from .projections import DISCONNECTING
 from .service import make_meta
-from .tables import outbox
+from .storage.tables import outbox
 
 log = logging.getLogger("ledger.outbox")
 RELAY = Actor("system", "relay")

@@ -9,8 +9,8 @@ from . import clock as _clock
 from .envelope import SYSTEM, Actor, Envelope, NewEvent
 from .projections import Projection
 from .signals import event_recorded
-from .store import EventStore
-from .txn import Prefetch, WriteTxn
+from .storage.store import EventStore
+from .storage.unit_of_work import Prefetch, UnitOfWork
 
 log = logging.getLogger("ledger")
 
@@ -41,7 +41,7 @@ class Ledger:
         return _clock.iso(self.clock())
 
     @contextmanager
-    def transaction(self, lock_head: bool = True, prefetch: Prefetch | None = None) -> Iterator[WriteTxn]:
+    def transaction(self, lock_head: bool = True, prefetch: Prefetch | None = None) -> Iterator[UnitOfWork]:
         """The one write boundary: events, projection rows, outbox rows and idempotency records
         commit together or not at all; event_recorded is sent for each event after the commit.
         `txn.now` is read once the writers' lock is held; `prefetch` names what the

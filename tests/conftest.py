@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support import databases as dbs
-from web.db import upgrade
+from ledger.storage.migrate import upgrade
 
 BACKENDS = ["sqlite"] + (["postgresql"] if dbs.pg_admin_url() else [])
 
@@ -57,7 +57,7 @@ def db_url(request, tmp_path, sqlite_template) -> str:
 
 @pytest.fixture
 def engine(db_url):
-    from ledger.engine import make_engine
+    from ledger.storage.engine import make_engine
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
@@ -65,8 +65,8 @@ def engine(db_url):
 
 @pytest.fixture
 def store(engine):
-    from ledger.store import EventStore
-    return EventStore(engine)
+    from ledger.storage.engine import open_store
+    return open_store(engine)
 
 
 @pytest.fixture

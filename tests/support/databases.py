@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ledger.engine import normalize_url
+from ledger.storage.engine import normalize_url
 
 PROJECT_TABLES = ("events", "ledger_head", "idempotency_keys", "connections", "bindings", "outbox", "api_keys", "polls",
                   "reconcile_runs")

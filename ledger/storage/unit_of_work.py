@@ -1,11 +1,11 @@
-"""WriteTxn: what one serialised write transaction reads and writes.
+"""UnitOfWork: what one write transaction reads and writes (the use cases' only handle on storage).
 
 It reads through a cache (a connection's state, its bindings, a stream's version, an
 idempotency key are each read once) and buffers what it writes (event rows, idempotency rows,
 projection rows) until `flush`, so the store can send all of it at once: on PostgreSQL the
 reads go out with BEGIN and the head lock, and the writes with the COMMIT, two round trips in
 all (see EventStore.write). Statements run on the driver's cursor, inside SQLAlchemy's transaction
-(ledger/hotsql.py); the rarer outbox statements use SQLAlchemy Core on `conn`.
+(ledger/storage/statements.py); the rarer outbox statements use SQLAlchemy Core on `conn`.
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from . import errors
-from .chain import canonical_json, envelope_text, link
-from .envelope import Envelope, NewEvent
-from .hotsql import HotSQL
-from .projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
+from .. import errors
+from ..chain import canonical_json, envelope_text, link
+from ..envelope import Envelope, NewEvent
+from .statements import Statements
+from ..projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
 from .tables import events, idempotency_keys, outbox
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
@@ -50,13 +50,13 @@ class Prefetch:
 
 
 @dataclass
-class WriteTxn:
+class UnitOfWork:
     """One serialised write transaction: appends, projection updates, outbox rows."""
     conn: Connection
     head_seq: int
     head_hash: str
     now: str
-    hot: HotSQL
+    hot: Statements
     _cursor: object = None
     recorded: list = field(default_factory=list)
     _states: dict = field(default_factory=dict)     # connection_id -> ConnectionState | None
@@ -71,7 +71,7 @@ class WriteTxn:
 
     @property
     def cur(self):
-        """The driver's cursor, inside this same transaction (see ledger/hotsql.py)."""
+        """The driver's cursor, inside this same transaction (see ledger/storage/statements.py)."""
         if self._cursor is None:
             self._cursor = self.conn.connection.driver_connection.cursor()
         return self._cursor
@@ -286,3 +286,6 @@ def _env_row(e: Envelope) -> dict:
             "schema": e.schema, "data": e.data_json, "meta": e.meta_json,
             "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
             "prev_hash": e.prev_hash, "hash": e.hash}
+
+
+WriteTxn = UnitOfWork  # the name the use cases knew it by

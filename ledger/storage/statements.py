@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .projections import BINDING_COLUMNS, CONNECTION_COLUMNS, META_READERS
+from ..projections import BINDING_COLUMNS, CONNECTION_COLUMNS, META_READERS
 
 EVENT_COLUMNS = ("seq", "stream", "version", "type", "schema", "data", "meta", "occurred_at",
                  "recorded_at", "prev_hash", "hash")
@@ -52,11 +52,11 @@ _NAMED = re.compile(r":([a-z_]+)")
 _CONNECTION_COLUMN_SET = frozenset(CONNECTION_COLUMNS)
 
 
-class HotSQL:
-    """Statement text for one dialect."""
+class Statements:
+    """Statement text in one driver's parameter style ("named": sqlite3, "pyformat": psycopg)."""
 
-    def __init__(self, dialect: str):
-        self._convert = (lambda s: _NAMED.sub(r"%(\1)s", s)) if dialect == "postgresql" else (lambda s: s)
+    def __init__(self, paramstyle: str = "named"):
+        self._convert = (lambda s: _NAMED.sub(r"%(\1)s", s)) if paramstyle == "pyformat" else (lambda s: s)
         self.sql = {name: self._convert(text) for name, text in _STATEMENTS.items()}
         self._updates: dict[tuple, str] = {}
 
