@@ -66,6 +66,7 @@ class Relay:
                                                o2.c.status == "pending", o2.c.id < outbox.c.id))
             q = (select(outbox.c.id, outbox.c.connection_id, outbox.c.action, outbox.c.attempts)
                  .where(outbox.c.status == "pending", outbox.c.not_before <= now,
+                        outbox.c.causation_seq > 0,  # its event is in the chain (sealed on PostgreSQL)
                         (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now), ~earlier_open)
                  .order_by(outbox.c.id).limit(limit))
             if connection_id:

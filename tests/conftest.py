@@ -66,7 +66,9 @@ def engine(db_url):
 @pytest.fixture
 def store(engine):
     from ledger.storage.engine import open_store
-    return open_store(engine)
+    store = open_store(engine)
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ class EventStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.dialect = engine.dialect.name  # for the use cases' remaining Core queries (issue 13)
         self.hot = Statements(self.PARAMSTYLE)
         self._dbapi = engine.dialect.loaded_dbapi  # the hot path's cursor raises driver errors
 
@@ -67,10 +68,11 @@ class EventStore:
         it in one round trip). lock_head=False: work that appends nothing (outbox claims)."""
         raise NotImplementedError
 
-    def sealed(self, units: list[UnitOfWork], timeout: float | None = None) -> list[Envelope]:
-        """The events the committed `units` recorded, with their seq and hash: at once where
-        sequencing is inline (SQLite), after the sequencer has reached them (PostgreSQL)."""
-        return [e for u in units for e in u.recorded]
+    def sealed(self, txn: UnitOfWork) -> dict[tuple[str, int], Envelope]:
+        """The events a committed unit of work recorded or returned, with their seq and hash, by
+        (stream, version): at once where sequencing is inline (SQLite), once the sequencer has
+        reached them (PostgreSQL)."""
+        return {(e.stream, e.version): e for e in txn.recorded}
 
     @contextmanager
     def _quick_read(self):
@@ -132,7 +134,8 @@ class EventStore:
 
     def read_stream(self, stream: str) -> list[Envelope]:
         with self.read() as conn:
-            rows = conn.execute(select(*_EVENT_COLS).where(events.c.stream == stream).order_by(events.c.version)).all()
+            rows = conn.execute(select(*_EVENT_COLS).where(events.c.stream == stream, events.c.seq.isnot(None))
+                                .order_by(events.c.version)).all()
         return [Envelope.from_row(r) for r in rows]
 
     def read_after(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
@@ -270,13 +273,12 @@ class EventStore:
                 [dict(zip(BINDING_COLUMNS, r)) for r in rows[1]])
 
     def rebuild(self, now: str) -> tuple[Projection, bool]:
-        """Replay from seq 1 into fresh projection rows, under the writers' lock so no append
+        """Replay from seq 1 into fresh projection rows, with writers held off so no append
         slips between the replay and the swap. Returns the projection and whether the live rows
         already equalled it."""
-        with self.write(now) as txn:
-            cur = txn.cur
+        with self._writers_held_off(now) as cur:
             live = (self.hot.all(cur, "live_connections", {}), self.hot.all(cur, "live_bindings", {}))
-            # Read on another connection: we hold the writers' lock, so nothing can be appended
+            # Read on another connection: writers are held off, so nothing can be appended
             # between this scan and the swap below.
             projection = replay(_replay_envelopes(self.iter_rows(statement="replay_scan")))
             same = [tuple(r) for r in live[0]] == projection.connection_tuples() and \
@@ -289,6 +291,12 @@ class EventStore:
                     for i in range(0, len(rows), PAGE):
                         self.hot.many(cur, name, rows[i:i + PAGE])
         return projection, same
+
+    @contextmanager
+    def _writers_held_off(self, now: str):
+        """A cursor in a transaction that no writer can run beside (the writers' own lock)."""
+        with self.write(now) as txn:
+            yield txn.cur
 
     def ping(self) -> None:
         with self.read() as conn:
