@@ -347,9 +347,12 @@ def _background(store_ref, dsn: str, beacon: _Beacon, sequence: bool) -> None:
                 if leader:
                     conn.execute("LISTEN " + APPENDED)
                     log.info("sequencer active in process %s", os.getpid())
-            if leader:
-                while not beacon.stop and seal_batch(conn):
+            while leader and not beacon.stop:
+                sealed = seal_batch(conn)
+                if sealed:
                     beacon.bump()
+                if sealed < BATCH:  # what commits meanwhile wakes us with its NOTIFY
+                    break
             wait = LEADER_IDLE_SECONDS if leader else STANDBY_RETRY_SECONDS
             for note in conn.notifies(timeout=wait, stop_after=1):
                 if note.channel == SEQUENCED:
@@ -367,8 +370,8 @@ def _background(store_ref, dsn: str, beacon: _Beacon, sequence: bool) -> None:
         conn.close()  # the session ends: the lock, if held, frees for a standby
 
 
-def seal_batch(conn) -> bool:
-    """Seal the oldest committed unsequenced events, in one transaction; False if there were none.
+def seal_batch(conn) -> int:
+    """Seal the oldest committed unsequenced events, in one transaction; how many.
 
     seq follows the head gap-free, in insertion-id order (see the module's order rule);
     prev_hash and hash by the chain's formula; recorded_at is the writer's time unless the head's
@@ -381,7 +384,7 @@ def seal_batch(conn) -> bool:
         rows = conn.execute("SELECT id, stream, version, type, schema, data, meta, occurred_at, recorded_at "
                             "FROM events WHERE seq IS NULL ORDER BY id LIMIT %s", (BATCH,)).fetchall()
         if not rows:
-            return False
+            return 0
         ids, seqs, prevs, hashes, ats, cids, markers, cid_seqs, cid_ats = ([] for _ in range(9))
         for id_, stream, version, type_, schema, data, meta, occurred, recorded in rows:
             seq += 1
@@ -394,19 +397,27 @@ def seal_batch(conn) -> bool:
                 cids.append(stream[len("connection:"):]), markers.append(-version)
                 cid_seqs.append(seq), cid_ats.append(at)
             prev, last_at = h, at
-        conn.execute("UPDATE events e SET seq = v.seq, prev_hash = v.prev, hash = v.hash, recorded_at = v.at "
-                     "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[]) "
-                     "AS v(id, seq, prev, hash, at) WHERE e.id = v.id", (ids, seqs, prevs, hashes, ats))
-        if cids:
-            # Row locks in connection_id order, as writers take theirs: no deadlock between us.
-            conn.execute("SELECT 1 FROM connections WHERE connection_id = ANY(%s) ORDER BY connection_id FOR UPDATE",
-                         (sorted(set(cids)),))
-            conn.execute("UPDATE connections c SET last_seq = v.seq, updated_at = v.at "
-                         "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) AS v(cid, marker, seq, at) "
-                         "WHERE c.connection_id = v.cid AND c.last_seq = v.marker", (cids, markers, cid_seqs, cid_ats))
-            conn.execute("UPDATE outbox o SET causation_seq = v.seq "
-                         "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS v(cid, marker, seq) "
-                         "WHERE o.connection_id = v.cid AND o.causation_seq = v.marker", (cids, markers, cid_seqs))
-        conn.execute("UPDATE ledger_head SET seq = %s, hash = %s, recorded_at = %s WHERE id = 1", (seq, prev, last_at))
-        conn.execute("SELECT pg_notify(%s, %s)", (SEQUENCED, str(seq)))
-    return True
+        with conn.pipeline():  # the writes below in one round trip, not one each
+            _seal_writes(conn, (ids, seqs, prevs, hashes, ats), (cids, markers, cid_seqs, cid_ats), (seq, prev, last_at))
+    return len(rows)
+
+
+def _seal_writes(conn, sealed, touched, head) -> None:
+    ids, seqs, prevs, hashes, ats = sealed
+    cids, markers, cid_seqs, cid_ats = touched
+    seq, prev, last_at = head
+    conn.execute("UPDATE events e SET seq = v.seq, prev_hash = v.prev, hash = v.hash, recorded_at = v.at "
+                 "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[]) "
+                 "AS v(id, seq, prev, hash, at) WHERE e.id = v.id", (ids, seqs, prevs, hashes, ats))
+    if cids:
+        # Row locks in connection_id order, as writers take theirs: no deadlock between us.
+        conn.execute("SELECT 1 FROM connections WHERE connection_id = ANY(%s) ORDER BY connection_id FOR UPDATE",
+                     (sorted(set(cids)),))
+        conn.execute("UPDATE connections c SET last_seq = v.seq, updated_at = v.at "
+                     "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) AS v(cid, marker, seq, at) "
+                     "WHERE c.connection_id = v.cid AND c.last_seq = v.marker", (cids, markers, cid_seqs, cid_ats))
+        conn.execute("UPDATE outbox o SET causation_seq = v.seq "
+                     "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS v(cid, marker, seq) "
+                     "WHERE o.connection_id = v.cid AND o.causation_seq = v.marker", (cids, markers, cid_seqs))
+    conn.execute("UPDATE ledger_head SET seq = %s, hash = %s, recorded_at = %s WHERE id = 1", (seq, prev, last_at))
+    conn.execute("SELECT pg_notify(%s, %s)", (SEQUENCED, str(seq)))
