@@ -189,8 +189,8 @@ def pg_params(url: str) -> dict:
 def new_ledger(url: str):
     """A fresh, migrated database and the Ledger over it, exactly as the app builds it."""
     from ledger.service import Ledger
-    from ledger.engine import make_engine
-    from ledger.store import EventStore
-    from web.db import upgrade
+    from ledger.storage.engine import make_engine
+    from ledger.storage.engine import open_store
+    from ledger.storage.migrate import upgrade
     upgrade(url)
-    return Ledger(EventStore(make_engine(url)))
+    return Ledger(open_store(make_engine(url)))

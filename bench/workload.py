@@ -102,7 +102,7 @@ def seed_ledger(ledger, steps, batch: int = 20_000) -> None:
     """Chained events (history(n) or opened(n)) inserted in large executemany batches after the
     current head, head moved, projections rebuilt. Not measured; verify() proves the chain."""
     from sqlalchemy import insert, update
-    from ledger.tables import events, ledger_head
+    from ledger.storage.tables import events, ledger_head
     engine = ledger.store.engine
     rows, last, latest = [], None, ""
     for row in chain_rows(steps, ledger.store.head()):

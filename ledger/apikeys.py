@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, insert, select, update
 
 from .clock import iso, now
-from .tables import api_keys
+from .storage.tables import api_keys
 
 KNOWN_SCOPES = frozenset({"connections:admin", "audit:read"})
 PREFIX = "clk_"

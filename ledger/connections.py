@@ -22,8 +22,8 @@ from .clock import plus_seconds
 from .envelope import NewEvent, connection_stream
 from .projections import DISCONNECTING, ConnectionState, upstream_confirmed
 from .service import make_meta
-from .tables import bindings, connections
-from .txn import Prefetch, fitted_key
+from .storage.tables import bindings, connections
+from .storage.unit_of_work import Prefetch, fitted_key
 
 log = logging.getLogger("ledger.connections")
 # A reservation older than this belongs to a request that died (Composio's timeout is far shorter).
@@ -261,7 +261,7 @@ class Connections:
         of its connections found out (Composio answers 400 when it cannot); None if never tried.
         Composio publishes no such list, and asking would mean revoking."""
         from sqlalchemy import literal, select
-        from .tables import events
+        from .storage.tables import events
         streams = select(literal("connection:") + connections.c.connection_id).where(connections.c.toolkit == toolkit)
         row = conn.execute(select(events.c.data).where(events.c.type == ev.UPSTREAM_REVOKED, events.c.stream.in_(streams))
                            .order_by(events.c.seq.desc()).limit(1)).first()
@@ -325,7 +325,7 @@ class Connections:
     def _poll_due(self, cid: str) -> bool:
         from sqlalchemy import insert, select, update
         from .clock import plus_seconds
-        from .tables import polls
+        from .storage.tables import polls
         with self.ledger.transaction() as txn:
             row = txn.conn.execute(select(polls.c.polled_at).where(polls.c.connection_id == cid)).first()
             if row is not None and plus_seconds(row[0], self.poll_interval) > txn.now:

@@ -186,7 +186,7 @@ class Feed:
                 listener.close()
 
     def _listen(self):
-        from .pg_listen import PgListener
+        from .storage.pg_listen import PgListener
         return PgListener(self.store.engine, CHANNEL)
 
     def _wait_for_news(self, listener) -> None:

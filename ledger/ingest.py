@@ -14,7 +14,7 @@ from . import envelope as ev
 from . import errors
 from .envelope import Actor, NewEvent, connection_stream
 from .service import make_meta
-from .txn import Prefetch, fitted_key
+from .storage.unit_of_work import Prefetch, fitted_key
 from .webhooks import EXPIRED, TRIGGER_DISABLED, TRIGGER_MESSAGE, UNRECOGNISED, WebhookEvent
 
 log = logging.getLogger("ledger.ingest")

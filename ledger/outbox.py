@@ -24,7 +24,7 @@ from .clock import plus_seconds
 from .envelope import Actor, NewEvent, connection_stream
 from .projections import DISCONNECTING
 from .service import make_meta
-from .tables import outbox
+from .storage.tables import outbox
 
 log = logging.getLogger("ledger.outbox")
 RELAY = Actor("system", "relay")
@@ -68,14 +68,15 @@ class Relay:
     def claim(self, limit: int = 20, connection_id: str | None = None) -> list[Claimed]:
         """Take due actions under a lease; a connection's actions only ever one at a time, in order."""
         with self.ledger.transaction(lock_head=False) as txn:
-            return self._claim_in(txn, limit, connection_id)
+            return self._claim_in(txn, limit, connection_id, sealed_only=True)
 
     def claim_in_request(self, txn, connection_id: str) -> list[Claimed]:
         """Claim, inside the request's own write transaction, the actions it has just made due,
         so that no relay sees them as due while the request holds them (they commit claimed)
         and the request carries them out right after its commit without a claim transaction
         of its own. Pass the result to hand_over() once the transaction has committed."""
-        return self._claim_in(txn, 20, connection_id)
+        # Its own actions: sealed before it runs them (Ledger.transaction waits for the seq).
+        return self._claim_in(txn, 20, connection_id, sealed_only=False)
 
     def hand_over(self, claimed: list[Claimed]) -> None:
         """Claims committed by this thread's request, for its next run_once of that connection."""
@@ -88,7 +89,7 @@ class Relay:
         self._local.handed = [c for c in handed if c not in mine]
         return mine
 
-    def _claim_in(self, txn, limit: int, connection_id: str | None) -> list[Claimed]:
+    def _claim_in(self, txn, limit: int, connection_id: str | None, sealed_only: bool) -> list[Claimed]:
         o2 = outbox.alias("earlier")
         now = txn.now
         earlier_open = exists().where(and_(o2.c.connection_id == outbox.c.connection_id,
@@ -98,6 +99,8 @@ class Relay:
              .where(outbox.c.status == "pending", outbox.c.not_before <= now,
                     (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now), ~earlier_open)
              .order_by(outbox.c.id).limit(limit))
+        if sealed_only:  # a relay runs only actions whose event is in the chain (sealed on PostgreSQL)
+            q = q.where(outbox.c.causation_seq > 0)
         if connection_id:
             q = q.where(outbox.c.connection_id == connection_id)
         if self.ledger.store.dialect == "postgresql":

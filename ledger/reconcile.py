@@ -27,7 +27,7 @@ from .envelope import Actor, NewEvent, connection_stream
 from .metrics import counters
 from .projections import DISCONNECTED, DISCONNECTING, ConnectionState
 from .service import make_meta
-from .tables import connections, reconcile_runs
+from .storage.tables import connections, reconcile_runs
 
 log = logging.getLogger("ledger.reconcile")
 

@@ -9,8 +9,8 @@ from . import clock as _clock
 from .envelope import SYSTEM, Actor, Envelope, NewEvent
 from .projections import Projection
 from .signals import event_recorded
-from .store import EventStore
-from .txn import Prefetch, WriteTxn
+from .storage.store import EventStore
+from .storage.unit_of_work import Prefetch, UnitOfWork
 
 log = logging.getLogger("ledger")
 
@@ -41,14 +41,18 @@ class Ledger:
         return _clock.iso(self.clock())
 
     @contextmanager
-    def transaction(self, lock_head: bool = True, prefetch: Prefetch | None = None) -> Iterator[WriteTxn]:
+    def transaction(self, lock_head: bool = True, prefetch: Prefetch | None = None) -> Iterator[UnitOfWork]:
         """The one write boundary: events, projection rows, outbox rows and idempotency records
         commit together or not at all; event_recorded is sent for each event after the commit.
-        `txn.now` is read once the writers' lock is held; `prefetch` names what the
-        transaction will read, which PostgreSQL then fetches in the same round trip as the lock."""
+        `prefetch` names what the transaction will read, which PostgreSQL then fetches in the
+        same round trip as BEGIN. Envelopes handed out inside are provisional where sequencing
+        happens after commit (seq = -version, no hash): `txn.final(envs)` gives them sealed."""
         with self.store.write(self.now, lock_head, prefetch) as txn:
             yield txn
-        self.announce(txn.recorded)
+        # Where the chain is sequenced after commit (PostgreSQL), this waits for the sequencer:
+        # what the API then says has happened is in the chain, with its seq and hash.
+        txn.sealed = self.store.sealed(txn)
+        self.announce(txn.final(txn.recorded))
 
     def append(self, stream: str, new: Iterable[NewEvent], expected_version: int | None = None,
                idempotency_key: str | None = None, actor: Actor = SYSTEM,
@@ -59,7 +63,7 @@ class Ledger:
         with self.transaction(prefetch=wanted) as txn:
             envs = txn.append(stream, list(new), expected_version,
                               meta if meta is not None else make_meta(actor), idempotency_key)
-        return envs
+        return txn.final(envs)
 
     def announce(self, envelopes: list[Envelope]) -> None:
         """Send event_recorded for each committed envelope; a failing receiver is logged only."""

@@ -1,4 +1,4 @@
-"""Alembic environment: the SQLModel metadata of ledger.tables, the database from DATABASE_URL
+"""Alembic environment: the SQLModel metadata of ledger.storage.tables, the database from DATABASE_URL
 (or the URL the app passes in `config.attributes["url"]`)."""
 import os
 from logging.config import fileConfig
@@ -6,8 +6,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from ledger import tables  # noqa: F401  (registers every table on SQLModel.metadata)
-from ledger.engine import normalize_url
+from ledger.storage import tables  # noqa: F401  (registers every table on SQLModel.metadata)
+from ledger.storage.engine import normalize_url
 from sqlmodel import SQLModel
 
 config = context.config

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support import databases as dbs
-from web.db import upgrade
+from ledger.storage.migrate import upgrade
 
 # A "discard" address: a test app that reaches Composio without naming one gets a refused
 # connection, never an answer that could be recorded as a fact.
@@ -70,7 +70,7 @@ def db_url(request, tmp_path, sqlite_template) -> str:
 
 @pytest.fixture
 def engine(db_url):
-    from ledger.engine import make_engine
+    from ledger.storage.engine import make_engine
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
@@ -78,8 +78,10 @@ def engine(db_url):
 
 @pytest.fixture
 def store(engine):
-    from ledger.store import EventStore
-    return EventStore(engine)
+    from ledger.storage.engine import open_store
+    store = open_store(engine)
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -32,3 +32,28 @@ def test_creating_the_app_does_not_import_composio(tmp_path):
             "assert 'composio' not in sys.modules\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+DRIVERS = ("sqlalchemy", "sqlmodel", "psycopg", "sqlite3", "alembic")
+# Use cases that still build SQLAlchemy Core queries: the next phase (issue 13) empties this.
+# Nothing may be added here; a module leaving this list should be taken off it.
+SQL_OUTSIDE_STORAGE = {"ledger/apikeys.py", "ledger/connections.py", "ledger/outbox.py", "ledger/reconcile.py"}
+
+
+def _imports_a_driver(path: Path) -> bool:
+    import ast
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        if any(n.split(".")[0] in DRIVERS for n in names):
+            return True
+    return False
+
+
+def test_only_the_storage_room_speaks_sql():
+    speaking = {str(p.relative_to(ROOT)) for pkg in ("ledger", "web") for p in (ROOT / pkg).rglob("*.py")
+                if _imports_a_driver(p)}
+    outside = {p for p in speaking if not p.startswith("ledger/storage/")}
+    assert outside - SQL_OUTSIDE_STORAGE == set(), "SQL belongs in ledger/storage/"
+    assert SQL_OUTSIDE_STORAGE - outside == set(), "no longer speaks SQL: take it off the allow-list"
+    assert "ledger/storage/sqlite.py" in speaking and "ledger/storage/postgres.py" in speaking

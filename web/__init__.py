@@ -16,10 +16,10 @@ def create_app(config: dict | None = None) -> Flask:
     configure_logging(app)
 
     from ledger.service import Ledger
-    from ledger.engine import make_engine
-    from ledger.store import EventStore
+    from ledger.storage.engine import make_engine
+    from ledger.storage.engine import open_store
     engine = make_engine(app.config["DATABASE_URL"])
-    ledger = Ledger(EventStore(engine))
+    ledger = Ledger(open_store(engine))
     app.extensions["engine"] = engine
     app.extensions["ledger"] = ledger
     if app.config["AUTO_MIGRATE"]:

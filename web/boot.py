@@ -55,7 +55,7 @@ def check_or_exit(environ=os.environ) -> None:
         settings = load(instance_path(), environ=environ)
     except ConfigError as exc:
         fail(EXIT_CONFIG, str(exc))
-    from ledger.engine import make_engine
+    from ledger.storage.engine import make_engine
     from sqlalchemy import text
     engine = make_engine(settings["DATABASE_URL"])
     try:

@@ -242,13 +242,13 @@ def test_verify_in_several_processes_names_the_same_seq_as_one(ledger, engine, d
 
 
 def test_a_database_gone_mid_read_is_a_storage_error_not_a_driver_error(tmp_path):
-    from ledger.engine import make_engine
+    from ledger.storage.engine import make_engine
     from ledger.errors import StorageError
-    from ledger.store import EventStore
-    from web.db import upgrade
+    from ledger.storage.engine import open_store
+    from ledger.storage.migrate import upgrade
     url = f"sqlite:///{tmp_path}/gone.db"
     upgrade(url)
-    store = EventStore(make_engine(url))
+    store = open_store(make_engine(url))
     assert store.read_connection("ca_1") == (None, ())
     (tmp_path / "gone.db").unlink()
     (tmp_path / "gone.db").mkdir()  # a path that cannot be opened as a database any more

@@ -132,7 +132,7 @@ def test_an_unknown_type_is_recorded_on_the_webhooks_stream(ledger):
 
 
 def test_an_id_too_long_for_the_key_column_is_hashed_and_stays_distinct():
-    from ledger.txn import KEY_WIDTH
+    from ledger.storage.unit_of_work import KEY_WIDTH
     long_a, long_b = "msg_" + "a" * 300, "msg_" + "a" * 299 + "b"
     assert idempotency_key("msg_1") == "webhook:msg_1"
     assert len(idempotency_key(long_a)) <= KEY_WIDTH and idempotency_key(long_a) == idempotency_key(long_a)

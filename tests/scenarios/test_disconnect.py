@@ -232,7 +232,7 @@ def test_a_restore_arriving_while_a_relay_claims_the_purge_waits_for_it_and_is_r
     import time
     from sqlalchemy import select, update
     from ledger.clock import iso, now
-    from ledger.tables import outbox
+    from ledger.storage.tables import outbox
     cid = _connected(client, auth)
     client.delete(f"/api/connections/{cid}", headers=auth.user("alice"))
     engine = app.extensions["engine"]

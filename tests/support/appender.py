@@ -12,8 +12,8 @@ import time
 from ledger.envelope import NewEvent
 from ledger.errors import ConcurrencyError
 from ledger.service import Ledger
-from ledger.engine import make_engine
-from ledger.store import EventStore
+from ledger.storage.engine import make_engine
+from ledger.storage.engine import open_store
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     p.add_argument("--expected-version", type=int, default=None)
     p.add_argument("--start-at", type=float, default=0.0, help="wall-clock time to start, to line processes up")
     a = p.parse_args()
-    ledger = Ledger(EventStore(make_engine(a.url)))
+    ledger = Ledger(open_store(make_engine(a.url)))
     while time.time() < a.start_at:
         time.sleep(0.001)
     won, lost = 0, 0

@@ -9,9 +9,11 @@ import uuid
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ledger.engine import normalize_url
+from ledger.storage.engine import normalize_url
 
-PROJECT_TABLES = ("events", "ledger_head", "idempotency_keys", "connections", "bindings", "outbox", "api_keys", "polls",
+# ledger_head first: a sequencer still running locks it before events, so TRUNCATE (which locks
+# the tables in this order) waits for its batch instead of deadlocking with it.
+PROJECT_TABLES = ("ledger_head", "events", "idempotency_keys", "connections", "bindings", "outbox", "api_keys", "polls",
                   "reconcile_runs")
 
 

@@ -61,6 +61,7 @@ def make_app(db_url, composio, jwks):
         return app
     yield build
     for app in apps:
+        app.extensions["ledger"].store.close()  # PostgreSQL: its sequencer thread and connection
         app.extensions["engine"].dispose()
 
 

@@ -4,11 +4,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from ledger.engine import normalize_url
-from ledger.tables import metadata
+from ledger.storage.engine import normalize_url
+from ledger.storage.tables import metadata
 from tests.support import databases as dbs
 from web import create_app
-from web.db import upgrade
+from ledger.storage.migrate import upgrade
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 
 from ledger import envelope as ev
 from ledger.envelope import NewEvent
-from ledger.tables import events, idempotency_keys
+from ledger.storage.tables import events, idempotency_keys
 from tests.support import webhooks as wh
 from web import create_app
 

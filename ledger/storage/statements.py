@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
-from .projections import BINDING_COLUMNS, CONNECTION_COLUMNS, META_READERS
+from ..projections import BINDING_COLUMNS, CONNECTION_COLUMNS, META_READERS
 
 EVENT_COLUMNS = ("seq", "stream", "version", "type", "schema", "data", "meta", "occurred_at",
                  "recorded_at", "prev_hash", "hash")
+UNSEQUENCED_COLUMNS = ("stream", "version", "type", "schema", "data", "meta", "occurred_at", "recorded_at")
 
 _STATEMENTS = {
     "head": "SELECT seq, hash, recorded_at FROM ledger_head WHERE id = 1",
@@ -37,9 +38,14 @@ _STATEMENTS = {
                              "LEFT JOIN bindings b ON b.connection_id = c.connection_id "
                              "WHERE c.connection_id = :cid ORDER BY b.agent_id".format(
                                  ", ".join("c." + col for col in CONNECTION_COLUMNS)),
-    "idempotency": "SELECT key, scope, first_seq, last_seq, response FROM idempotency_keys WHERE key = :key",
-    "insert_idempotency": "INSERT INTO idempotency_keys (key, scope, first_seq, last_seq, response, recorded_at) "
-                          "VALUES (:key, :scope, :first_seq, :last_seq, :response, :recorded_at)",
+    "idempotency": "SELECT key, scope, first_version, last_version, response FROM idempotency_keys WHERE key = :key",
+    "insert_idempotency": "INSERT INTO idempotency_keys (key, scope, first_version, last_version, response, recorded_at) "
+                          "VALUES (:key, :scope, :first_version, :last_version, :response, :recorded_at)",
+    # PostgreSQL's writers: events go in unsequenced, and a connection they may change is row-locked.
+    "insert_unsequenced": "INSERT INTO events ({}) VALUES ({})".format(
+        ", ".join(UNSEQUENCED_COLUMNS), ", ".join(":" + c for c in UNSEQUENCED_COLUMNS)),
+    "connection_locked": "SELECT {} FROM connections WHERE connection_id = :cid FOR UPDATE".format(
+        ", ".join(CONNECTION_COLUMNS)),
     "delete_bindings": "DELETE FROM bindings WHERE connection_id = :cid",
     "delete_all_bindings": "DELETE FROM bindings",
     "delete_all_connections": "DELETE FROM connections",
@@ -52,11 +58,11 @@ _NAMED = re.compile(r":([a-z_]+)")
 _CONNECTION_COLUMN_SET = frozenset(CONNECTION_COLUMNS)
 
 
-class HotSQL:
-    """Statement text for one dialect."""
+class Statements:
+    """Statement text in one driver's parameter style ("named": sqlite3, "pyformat": psycopg)."""
 
-    def __init__(self, dialect: str):
-        self._convert = (lambda s: _NAMED.sub(r"%(\1)s", s)) if dialect == "postgresql" else (lambda s: s)
+    def __init__(self, paramstyle: str = "named"):
+        self._convert = (lambda s: _NAMED.sub(r"%(\1)s", s)) if paramstyle == "pyformat" else (lambda s: s)
         self.sql = {name: self._convert(text) for name, text in _STATEMENTS.items()}
         self._updates: dict[tuple, str] = {}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 TS = 32  # width of an envelope timestamp
@@ -16,10 +16,18 @@ TS = 32  # width of an envelope timestamp
 
 class EventRow(SQLModel, table=True):
     __tablename__ = "events"
-    # The only index beside seq: every other read walks seq ranges (recorded_at grows with seq,
-    # so a time is found by bisecting seq). Each index is one more page written per append.
-    __table_args__ = (UniqueConstraint("stream", "version", name="uq_events_stream_version"),)
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    # `id` is the insertion order; `seq` the chain position. SQLite seals (seq, prev_hash, hash)
+    # in the writing transaction; PostgreSQL inserts them NULL and the sequencer fills them in
+    # after commit (ledger/storage/postgres.py), finding its work by the partial index. Each
+    # index is one more page written per append: id is SQLite's rowid, so its b-trees are the
+    # table, seq and (stream, version), as before.
+    __table_args__ = (UniqueConstraint("stream", "version", name="uq_events_stream_version"),
+                      Index("uq_events_seq", "seq", unique=True),
+                      Index("ix_events_unsequenced", "id", postgresql_where=text("seq IS NULL"),
+                            sqlite_where=text("seq IS NULL")))
+    id: Optional[int] = Field(default=None, sa_column=Column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     stream: str = Field(sa_column=Column(String(200), nullable=False))
     version: int = Field(sa_column=Column(Integer, nullable=False))
     type: str = Field(sa_column=Column(String(100), nullable=False))
@@ -27,13 +35,15 @@ class EventRow(SQLModel, table=True):
     data: str = Field(sa_column=Column(Text, nullable=False))   # the exact canonical JSON hashed
     meta: str = Field(sa_column=Column(Text, nullable=False))
     occurred_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    # PostgreSQL: the writer's time until sequenced; the sequencer keeps it unless the head's is
+    # later (recorded_at never goes back along the chain).
     recorded_at: str = Field(sa_column=Column(String(TS), nullable=False))
-    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
-    hash: str = Field(sa_column=Column(String(64), nullable=False))
+    prev_hash: Optional[str] = Field(default=None, sa_column=Column(String(64), nullable=True))
+    hash: Optional[str] = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 class LedgerHeadRow(SQLModel, table=True):
-    """One row: the chain's tip. Locking it is how PostgreSQL writers take turns."""
+    """One row: the chain's tip, moved by whoever sequences (SQLite's writer, PostgreSQL's sequencer)."""
     __tablename__ = "ledger_head"
     id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -47,8 +57,9 @@ class IdempotencyRow(SQLModel, table=True):
     __tablename__ = "idempotency_keys"
     key: str = Field(sa_column=Column(String(200), primary_key=True))
     scope: str = Field(sa_column=Column(String(200), nullable=False))
-    first_seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    last_seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # The versions of `scope` (the stream) it appended: known at commit, unlike their seq.
+    first_version: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
+    last_version: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
     response: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
     recorded_at: str = Field(sa_column=Column(String(TS), nullable=False))
 
@@ -73,6 +84,7 @@ class ConnectionRow(SQLModel, table=True):
     updated_at: str = Field(sa_column=Column(String(TS), nullable=False))
     status_changed_at: str = Field(sa_column=Column(String(TS), nullable=False))
     last_used_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    # PostgreSQL: -version of the event that set it until the sequencer seals it to that event's seq.
     last_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
@@ -103,6 +115,7 @@ class OutboxRow(SQLModel, table=True):
     last_error: Optional[str] = Field(default=None, sa_column=Column(String(500), nullable=True))
     claimed_by: Optional[str] = Field(default=None, sa_column=Column(String(100), nullable=True))
     claimed_until: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    # PostgreSQL: -version of the causing event until sealed (the relay runs sealed actions only).
     causation_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: str = Field(sa_column=Column(String(TS), nullable=False))
     updated_at: str = Field(sa_column=Column(String(TS), nullable=False))

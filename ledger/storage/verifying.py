@@ -11,16 +11,16 @@ import logging
 import subprocess
 import sys
 
-from .chain import GENESIS_HASH, ChainWalker, VerifyResult, walk_rows
+from ..chain import GENESIS_HASH, ChainWalker, VerifyResult, walk_rows
 
 
 def verify_in_parallel(target: dict, first: int, last: int, workers: int) -> VerifyResult:
     """The chain from `first` to `last` (seq), in `workers` processes."""
     size = -(-(last - first + 1) // workers)
     ranges = [(a, min(a + size - 1, last)) for a in range(first, last + 1, size)]
-    # Plain child interpreters (`python -m ledger.verifying`), not multiprocessing: no fork of a
+    # Plain child interpreters (`python -m ledger.storage.verifying`), not multiprocessing: no fork of a
     # threaded web worker (held locks), and no re-import of whatever script is __main__.
-    procs = [subprocess.Popen([sys.executable, "-m", "ledger.verifying", str(a), str(b)], stdin=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-m", "ledger.storage.verifying", str(a), str(b)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a, b in ranges]
     for proc in procs:  # on stdin, not argv: a URL may hold a password
         proc.stdin.write(json.dumps(target))
@@ -30,7 +30,7 @@ def verify_in_parallel(target: dict, first: int, last: int, workers: int) -> Ver
         out, err = proc.stdout.read(), proc.stderr.read()
         proc.wait()
         if proc.returncode != 0:
-            from .errors import StorageError  # a worker that cannot read the database
+            from ..errors import StorageError  # a worker that cannot read the database
             logging.getLogger("ledger").warning("verify worker failed: %s", (err.strip().splitlines() or ["?"])[-1][:300])
             raise StorageError("the database could not be read to verify it")
         parts.append(json.loads(out))

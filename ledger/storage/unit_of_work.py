@@ -1,11 +1,11 @@
-"""WriteTxn: what one serialised write transaction reads and writes.
+"""UnitOfWork: what one write transaction reads and writes (the use cases' only handle on storage).
 
 It reads through a cache (a connection's state, its bindings, a stream's version, an
 idempotency key are each read once) and buffers what it writes (event rows, idempotency rows,
 projection rows) until `flush`, so the store can send all of it at once: on PostgreSQL the
 reads go out with BEGIN and the head lock, and the writes with the COMMIT, two round trips in
 all (see EventStore.write). Statements run on the driver's cursor, inside SQLAlchemy's transaction
-(ledger/hotsql.py); the rarer outbox statements use SQLAlchemy Core on `conn`.
+(ledger/storage/statements.py); the rarer outbox statements use SQLAlchemy Core on `conn`.
 """
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from . import errors
-from .chain import canonical_json, envelope_text, link
-from .envelope import Envelope, NewEvent
-from .hotsql import HotSQL
-from .projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
+from .. import errors
+from ..chain import canonical_json, envelope_text, link
+from ..envelope import Envelope, NewEvent
+from .statements import Statements
+from ..projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
 from .tables import events, idempotency_keys, outbox
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
                events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
                events.c.prev_hash, events.c.hash)
-_IDEMPOTENCY_FIELDS = ("key", "scope", "first_seq", "last_seq", "response")
+_IDEMPOTENCY_FIELDS = ("key", "scope", "first_version", "last_version", "response")
 
 
 KEY_WIDTH = idempotency_keys.c.key.type.length
@@ -50,14 +50,22 @@ class Prefetch:
 
 
 @dataclass
-class WriteTxn:
+class UnitOfWork:
     """One serialised write transaction: appends, projection updates, outbox rows."""
     conn: Connection
     head_seq: int
     head_hash: str
     now: str
-    hot: HotSQL
+    hot: Statements
     _cursor: object = None
+    # True: seq, prev_hash and hash are sealed here, at the head (SQLite's one writer). False
+    # (PostgreSQL): events are inserted unsequenced and their envelopes are provisional until
+    # the sequencer reaches them: seq = -version (what last_seq and causation_seq hold until
+    # sealed, see sealing in postgres.py), no hashes, recorded_at = this transaction's time.
+    # The connections it reads are then row-locked, since no chain lock keeps writers apart.
+    inline: bool = True
+    awaited: list = field(default_factory=list)     # (stream, version) of earlier results returned
+    sealed: dict = field(default_factory=dict)      # after commit: (stream, version) -> sealed Envelope
     recorded: list = field(default_factory=list)
     _states: dict = field(default_factory=dict)     # connection_id -> ConnectionState | None
     _stored: dict = field(default_factory=dict)     # connection_id -> the row as the database has it
@@ -71,7 +79,7 @@ class WriteTxn:
 
     @property
     def cur(self):
-        """The driver's cursor, inside this same transaction (see ledger/hotsql.py)."""
+        """The driver's cursor, inside this same transaction (see ledger/storage/statements.py)."""
         if self._cursor is None:
             self._cursor = self.conn.connection.driver_connection.cursor()
         return self._cursor
@@ -79,7 +87,8 @@ class WriteTxn:
     # -- reads: each fact once, cached for the rest of the transaction --------------------------
     def connection(self, cid: str) -> ConnectionState | None:
         if cid not in self._states:
-            self._keep_connection(cid, self.hot.one(self.cur, "connection", {"cid": cid}))
+            self._keep_connection(cid, self.hot.one(self.cur, "connection" if self.inline else "connection_locked",
+                                                    {"cid": cid}))
         return self._states[cid]
 
     def bindings_of(self, cid: str) -> tuple:
@@ -101,9 +110,13 @@ class WriteTxn:
         """The reads `wanted` names, as (kind, item, statement name, parameters): the store sends
         them together and hands each answer to `keep`."""
         plan = []
+        # The connections first: where they are row-locked, every later read of the plan takes
+        # its snapshot once the locks are held (READ COMMITTED: one snapshot per statement), so
+        # it sees what the previous holder committed. Sorted: writers lock in one order.
         for kind, name, param, items in (
+                ("connection", "connection" if self.inline else "connection_locked", "cid",
+                 tuple(sorted(c for c in wanted.connections if c))),
                 ("version", "stream_version", "stream", wanted.streams),
-                ("connection", "connection", "cid", wanted.connections),
                 ("bindings", "bindings_of", "cid", wanted.bindings),
                 ("key", "idempotency", "key", wanted.keys)):
             plan += [(kind, item, name, {param: item}) for item in dict.fromkeys(i for i in items if i)]
@@ -136,7 +149,7 @@ class WriteTxn:
         if idempotency_key:
             prior = self.idempotent_result(idempotency_key)
             if prior is not None:
-                return self.read_range(prior["first_seq"], prior["last_seq"])
+                return self.read_range(prior["scope"], prior["first_version"], prior["last_version"])
         current = self.stream_version(stream)
         if expected_version is not None and expected_version != current:
             raise errors.ConcurrencyError(f"{stream} is at version {current}, not {expected_version}",
@@ -153,15 +166,19 @@ class WriteTxn:
 
     def remember(self, key: str, scope: str, envs: list[Envelope], response: str | None) -> None:
         """Record an idempotency key and what it produced (written at flush)."""
-        row = {"key": key, "scope": scope, "first_seq": envs[0].seq if envs else None,
-               "last_seq": envs[-1].seq if envs else None, "response": response, "recorded_at": self.now}
+        row = {"key": key, "scope": scope, "first_version": envs[0].version if envs else None,
+               "last_version": envs[-1].version if envs else None, "response": response, "recorded_at": self.now}
         self._new_keys.append(row)
         self._keys[key] = {k: row[k] for k in _IDEMPOTENCY_FIELDS}
+
+    def final(self, envs: list[Envelope]) -> list[Envelope]:
+        """After commit: `envs` (as append returned them) with their seq and hash."""
+        return [self.sealed.get((e.stream, e.version), e) for e in envs]
 
     def complete_key(self, key: str, envs: list[Envelope], response: str) -> None:
         """Fill in a key reserved earlier (remember with no response) with what it produced."""
         self.conn.execute(update(idempotency_keys).where(idempotency_keys.c.key == key).values(
-            first_seq=envs[0].seq if envs else None, last_seq=envs[-1].seq if envs else None,
+            first_version=envs[0].version if envs else None, last_version=envs[-1].version if envs else None,
             response=response, recorded_at=self.now))
 
     def release_key(self, key: str) -> None:
@@ -177,19 +194,26 @@ class WriteTxn:
             idempotency_keys.c.recorded_at < older_than).values(recorded_at=self.now))
         return done.rowcount == 1
 
-    def read_range(self, first: int | None, last: int | None) -> list[Envelope]:
-        """Committed events first..last (what an earlier use of an idempotency key recorded)."""
+    def read_range(self, stream: str, first: int | None, last: int | None) -> list[Envelope]:
+        """Committed events of `stream`, versions first..last (what an earlier use of an
+        idempotency key recorded). Possibly not yet sequenced: the store hands out their sealed
+        envelopes after commit (see EventStore.sealed)."""
         if first is None:
             return []
-        rows = self.conn.execute(select(*_EVENT_COLS).where(events.c.seq.between(first, last))
-                                 .order_by(events.c.seq)).all()
-        return [Envelope.from_row(r) for r in rows]
+        rows = self.conn.execute(select(*_EVENT_COLS).where(events.c.stream == stream,
+                                                             events.c.version.between(first, last))
+                                 .order_by(events.c.version)).all()
+        self.awaited.extend((stream, r.version) for r in rows)
+        return [Envelope.from_row(r) if r.seq is not None else
+                Envelope.from_row(r)._replace(seq=-r.version, prev_hash="", hash="") for r in rows]
 
     def _seal(self, stream, version, new, meta, idempotency_key) -> list[Envelope]:
         out = []
         if idempotency_key:
             meta = {**meta, "idempotency_key": idempotency_key}
         meta_json = canonical_json(meta)
+        if not self.inline:
+            return self._provisional(stream, version, new, meta, meta_json)
         for ne in new:
             self.head_seq += 1
             version += 1
@@ -202,6 +226,15 @@ class WriteTxn:
             out.append(Envelope(self.head_seq, stream, version, ne.type, ne.schema, ne.data, meta,
                                 occurred, self.now, self.head_hash, h, data_json, meta_json))
             self.head_hash = h
+        return out
+
+    def _provisional(self, stream, version, new, meta, meta_json) -> list[Envelope]:
+        out = []
+        for ne in new:
+            version += 1
+            data_json = canonical_json(ne.data)
+            out.append(Envelope(-version, stream, version, ne.type, ne.schema, ne.data, meta,
+                                ne.occurred_at or self.now, self.now, "", "", data_json, meta_json))
         return out
 
     def _project(self, envs: list[Envelope]) -> None:
@@ -225,8 +258,12 @@ class WriteTxn:
     # -- outbox: Composio actions owed, written in the same transaction as their event ----------
     def enqueue(self, connection_id: str, action: str, not_before: str, causation_seq: int) -> str:
         # Ids sort in the order actions were owed, so the relay runs a connection's in order.
+        # Made from the causing event's stream version, known at commit on both backends (its
+        # seq is not, on PostgreSQL); "act_v" sorts after the older seq-made ids.
         self._enqueued += 1
-        action_id = f"act_{causation_seq:012d}_{self._enqueued:02d}_{uuid.uuid4().hex[:8]}"
+        version = -causation_seq if causation_seq < 0 else next(
+            (e.version for e in self.recorded if e.seq == causation_seq), 0)
+        action_id = f"act_v{version:012d}_{self._enqueued:02d}_{uuid.uuid4().hex[:8]}"
         self.conn.execute(insert(outbox).values(
             id=action_id, connection_id=connection_id, action=action, status="pending",
             not_before=not_before, attempts=0, causation_seq=causation_seq,
@@ -250,7 +287,7 @@ class WriteTxn:
         the caller commits."""
         cur = cur or self.cur
         if self._new_events:
-            self.hot.many(cur, "insert_event", self._new_events)
+            self.hot.many(cur, "insert_event" if self.inline else "insert_unsequenced", self._new_events)
             self._new_events = []
         if self._new_keys:
             self.hot.many(cur, "insert_idempotency", self._new_keys)
@@ -282,7 +319,14 @@ class WriteTxn:
 
 
 def _env_row(e: Envelope) -> dict:
+    if e.seq < 0:  # unsequenced: the sequencer fills in seq, prev_hash and hash
+        return {"stream": e.stream, "version": e.version, "type": e.type, "schema": e.schema,
+                "data": e.data_json, "meta": e.meta_json, "occurred_at": e.occurred_at,
+                "recorded_at": e.recorded_at}
     return {"seq": e.seq, "stream": e.stream, "version": e.version, "type": e.type,
             "schema": e.schema, "data": e.data_json, "meta": e.meta_json,
             "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
             "prev_hash": e.prev_hash, "hash": e.hash}
+
+
+WriteTxn = UnitOfWork  # the name the use cases knew it by

@@ -1,6 +1,6 @@
 """PostgreSQL LISTEN for the ledger feed: one autocommit psycopg connection of its own.
 
-Driver code: it belongs in the storage room (ledger/storage/) once that exists.
+Driver code, so it lives in the storage room.
 """
 from __future__ import annotations
 
