@@ -16,14 +16,8 @@ def fail(code: int, message: str) -> None:
 
 def storage_message(exc: BaseException) -> str | None:
     """One line naming why the database could not be reached, or None if `exc` is something else."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
-    from ledger.errors import StorageError
-    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return "storage unreachable: " + (first[0] if first else type(exc).__name__)
-    if isinstance(exc, StorageError):
-        return f"storage unreachable: {exc.message}"
-    return None
+    from ledger.storage.engine import unreachable_reason
+    return unreachable_reason(exc)
 
 
 def create_app_or_exit(config: dict | None = None):
@@ -55,16 +49,11 @@ def check_or_exit(environ=os.environ) -> None:
         settings = load(instance_path(), environ=environ)
     except ConfigError as exc:
         fail(EXIT_CONFIG, str(exc))
-    from ledger.storage.engine import make_engine
-    from sqlalchemy import text
-    engine = make_engine(settings["DATABASE_URL"])
+    from ledger.storage.engine import check_reachable
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        check_reachable(settings["DATABASE_URL"])  # disposed after: workers fork from this process
     except Exception as exc:
         message = storage_message(exc)
         if message is None:
             raise
         fail(EXIT_STORAGE, message)
-    finally:
-        engine.dispose()  # workers fork after this: they must not inherit its connections

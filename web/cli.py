@@ -195,12 +195,13 @@ def outbox_cmd(ctx):
     if ctx.invoked_subcommand:
         return
     from ledger.outbox import backlog, list_actions
-    b = backlog(current_app.extensions["ledger"])
-    click.echo(f"backlog: {b['pending']} due (oldest waiting {b['oldest_due_age_seconds']:.0f} s), "
-               f"{b['scheduled']} scheduled, {b['dead']} dead")
     actions = list(list_actions(current_app.extensions["ledger"]))
     if not actions:
         click.echo("no pending or dead actions")
+        return
+    b = backlog(current_app.extensions["ledger"])
+    click.echo(f"backlog: {b['pending']} due (oldest waiting {b['oldest_due_age_seconds']:.0f} s), "
+               f"{b['scheduled']} scheduled, {b['dead']} dead")
     for a in actions:
         click.echo(f"{a['id']}\t{a['status']}\t{a['action']}\t{a['connection_id']}\tattempts={a['attempts']}"
                    f"\tnot_before={a['not_before']}\t{a['last_error'] or ''}")

@@ -37,3 +37,28 @@ def open_store(engine: Engine, **options):
         return SQLiteStore(engine)
     from .postgres import PostgresStore
     return PostgresStore(engine, **options)
+
+
+def check_reachable(url: str) -> None:
+    """Connect once and run SELECT 1 (start-up checks); the driver's error propagates as is,
+    and the engine is disposed so a forking server's children inherit no connection."""
+    from sqlalchemy import text
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """One line naming why the database could not be reached, or None if `exc` is not that."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from ..errors import StorageError
+    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return "storage unreachable: " + (first[0] if first else type(exc).__name__)
+    if isinstance(exc, StorageError):
+        return f"storage unreachable: {exc.message}"
+    return None
