@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support import databases as dbs
+from tests.support.fixtures import (app, auth, client, composio, composio_server, jwks, make_app,  # noqa: F401
+                                    runner, signing_key)
 from ledger.storage.migrate import upgrade
 
 # A "discard" address: a test app that reaches Composio without naming one gets a refused

@@ -7,8 +7,9 @@ import pytest
 from ledger.clock import iso, parse_iso
 from ledger.projections import CLOCK_SKEW_SECONDS
 from tests.support import webhooks as wh
+from tests.support.app import WEBHOOK_SECRET
 
-SECRET = "whsec-test-secret"  # tests.web.conftest.app_config
+SECRET = WEBHOOK_SECRET
 
 
 def _active(client, auth):

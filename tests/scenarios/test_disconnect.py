@@ -5,14 +5,7 @@ import pytest
 from freezegun import freeze_time
 
 from ledger import envelope as ev
-from tests.web.conftest import events_of
-
-
-def _connected(client, auth, user="alice", toolkit="github"):
-    resp = client.post("/api/connections", json={"toolkit": toolkit, "credentials": {"api_key": "k"}},
-                       headers=auth.user(user))
-    assert resp.status_code == 201
-    return resp.json["connectionId"]
+from tests.support.app import connect, events_of
 
 
 def _types(app, cid):
@@ -27,7 +20,7 @@ def _after_window(app, seconds=3601):
 
 @pytest.mark.parametrize("form", ["body", "rest"])
 def test_happy_path_disables_now_then_revokes_and_deletes_after_the_window(client, auth, app, composio, form):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     if form == "body":
         resp = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=auth.user("alice"))
         assert resp.status_code == 200
@@ -53,7 +46,7 @@ def test_happy_path_disables_now_then_revokes_and_deletes_after_the_window(clien
 
 
 def test_a_toolkit_without_revoke_support_is_recorded_and_still_deleted(client, auth, app, composio):
-    cid = _connected(client, auth, toolkit="no-revoke-toolkit")
+    cid = connect(client, auth, toolkit="no-revoke-toolkit")
     client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
     app.extensions["relay"].run_once()
     revoked = events_of(app, ev.UPSTREAM_REVOKED)[0].data
@@ -63,7 +56,7 @@ def test_a_toolkit_without_revoke_support_is_recorded_and_still_deleted(client, 
 
 
 def test_composio_failing_three_times_then_succeeding_deletes_exactly_once(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.fail("DELETE", f"/connected_accounts/{cid}", status=500, times=3)
     client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
     relay = app.extensions["relay"]
@@ -79,7 +72,7 @@ def test_composio_failing_three_times_then_succeeding_deletes_exactly_once(clien
 def test_composio_always_failing_dead_letters_and_outbox_retry_completes_it(make_app, auth, composio):
     app = make_app(RELAY_MAX_ATTEMPTS=6)  # an explicit cap; by default time decides (test_relay_backoff)
     client, runner = app.test_client(), app.test_cli_runner()
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.fail("DELETE", f"/connected_accounts/{cid}", status=503)
     client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
     for _ in range(10):
@@ -96,7 +89,7 @@ def test_composio_always_failing_dead_letters_and_outbox_retry_completes_it(make
 
 
 def test_bound_agents_answer_409_unless_forced_and_then_every_binding_ends(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     h = auth.user("alice")
     for agent in ("agent-a", "agent-b"):
         client.put(f"/api/agents/{agent}/connections/{cid}", headers=h)
@@ -111,7 +104,7 @@ def test_bound_agents_answer_409_unless_forced_and_then_every_binding_ends(clien
 
 
 def test_a_dry_run_tells_the_impact_and_changes_nothing(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     h = auth.user("alice")
     client.put(f"/api/agents/agent-a/connections/{cid}", headers=h)
     before = len(events_of(app))
@@ -125,7 +118,7 @@ def test_a_dry_run_tells_the_impact_and_changes_nothing(client, auth, app, compo
 
 
 def test_a_dry_run_without_force_on_a_bound_connection_says_it_would_be_refused(client, auth, app):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     h = auth.user("alice")
     client.put(f"/api/agents/agent-a/connections/{cid}", headers=h)
     preview = client.delete(f"/api/connections/{cid}?dry_run=true", headers=h).json
@@ -145,14 +138,14 @@ def test_a_dry_run_without_force_on_a_bound_connection_says_it_would_be_refused(
 @pytest.mark.parametrize("toolkit, supported", [("github", True), ("no-revoke-toolkit", False)])
 def test_a_dry_run_knows_whether_revoke_works_once_a_connection_of_the_toolkit_was_purged(
         client, auth, app, toolkit, supported):
-    first, second = _connected(client, auth, toolkit=toolkit), _connected(client, auth, toolkit=toolkit)
+    first, second = connect(client, auth, toolkit=toolkit), connect(client, auth, toolkit=toolkit)
     client.delete(f"/api/connections/{first}?immediate=true", headers=auth.user("alice"))
     preview = client.delete(f"/api/connections/{second}?dry_run=true", headers=auth.user("alice"))
     assert preview.json["canRevoke"] is supported
 
 
 def test_restore_inside_the_window_reenables_and_after_it_is_409(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     h = auth.user("alice")
     client.delete(f"/api/connections/{cid}", headers=h)
     resp = client.post(f"/api/connections/{cid}/restore", headers=h)
@@ -168,7 +161,7 @@ def test_restore_inside_the_window_reenables_and_after_it_is_409(client, auth, a
 
 
 def test_a_restore_racing_a_claimed_purge_ends_in_one_consistent_state(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     h = auth.user("alice")
     client.delete(f"/api/connections/{cid}", headers=h)
     relay = app.extensions["relay"]
@@ -187,7 +180,7 @@ def test_a_restore_racing_a_claimed_purge_ends_in_one_consistent_state(client, a
 
 
 def test_repeating_a_disconnect_records_nothing_new_and_answers_the_same(client, auth, app):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     h = auth.user("alice")
     first = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=h).json
     count = len(events_of(app))
@@ -197,7 +190,7 @@ def test_repeating_a_disconnect_records_nothing_new_and_answers_the_same(client,
 
 
 def test_an_idempotency_key_makes_a_retry_safe(client, auth, app):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     h = {**auth.user("alice"), "Idempotency-Key": "retry-1"}
     client.put(f"/api/agents/agent-a/connections/{cid}", headers=h)
     one = client.delete(f"/api/agents/agent-a/connections/{cid}", headers={**auth.user("alice"), "Idempotency-Key": "u-1"})
@@ -207,7 +200,7 @@ def test_an_idempotency_key_makes_a_retry_safe(client, auth, app):
 
 
 def test_disconnect_while_composio_is_down_still_answers_and_completes_later(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.fail("PATCH", "/status", status=503)
     resp = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=auth.user("alice"))
     assert resp.status_code == 200 and resp.json["status"] == "DISCONNECTING"
@@ -219,7 +212,7 @@ def test_disconnect_while_composio_is_down_still_answers_and_completes_later(cli
 
 
 def test_person_b_cannot_disconnect_a_connection_of_person_a(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     before = len(composio.calls())
     resp = client.delete("/api/connections/disconnect", json={"connectionId": cid}, headers=auth.user("bob"))
     assert resp.status_code == 404
@@ -233,7 +226,7 @@ def test_a_restore_arriving_while_a_relay_claims_the_purge_waits_for_it_and_is_r
     from sqlalchemy import select, update
     from ledger.clock import iso, now
     from ledger.storage.tables import outbox
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     client.delete(f"/api/connections/{cid}", headers=auth.user("alice"))
     engine = app.extensions["engine"]
     with engine.connect() as conn:
@@ -261,7 +254,7 @@ def test_a_restore_arriving_while_a_relay_claims_the_purge_waits_for_it_and_is_r
 def test_failed_actions_back_off_exponentially_with_jitter_before_they_are_retried(make_app, auth, composio):
     app = make_app(RELAY_BASE_DELAY_SECONDS=2.0, RELAY_MAX_ATTEMPTS=4)
     client, auth.app = app.test_client(), app
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.fail("PATCH", "/status", status=500)
     start = datetime.now(timezone.utc)
     with freeze_time(start) as clock:
@@ -288,7 +281,7 @@ def test_failed_actions_back_off_exponentially_with_jitter_before_they_are_retri
 
 
 def test_an_immediate_disconnect_answers_disconnected_once_composio_holds_nothing(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     resp = client.delete("/api/connections/disconnect", json={"connectionId": cid, "immediate": True},
                          headers=auth.user("alice"))
     assert resp.status_code == 200 and resp.json["status"] == "DISCONNECTED"
@@ -296,7 +289,7 @@ def test_an_immediate_disconnect_answers_disconnected_once_composio_holds_nothin
     assert _types(app, cid)[-4:] == [ev.DISCONNECT_REQUESTED, ev.UPSTREAM_REVOKED, ev.UPSTREAM_DELETED,
                                      ev.DISCONNECT_COMPLETED]
     composio.fail("DELETE", "/connected_accounts", status=503)
-    other = _connected(client, auth)
+    other = connect(client, auth)
     down = client.delete("/api/connections/disconnect", json={"connectionId": other, "immediate": True},
                          headers=auth.user("alice"))
     assert down.status_code == 200 and down.json["status"] == "DISCONNECTING", "Composio down: the purge waits"

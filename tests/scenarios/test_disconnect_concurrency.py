@@ -15,15 +15,9 @@ from werkzeug.serving import make_server
 
 from ledger import envelope as ev
 from tests.support.clerk import ISSUER
-from tests.web.conftest import events_of
+from tests.support.app import connect, events_of
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _connected(client, auth, user="alice"):
-    resp = client.post("/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}},
-                       headers=auth.user(user))
-    return resp.json["connectionId"]
 
 
 def _serve(app):
@@ -44,7 +38,7 @@ def _fifty_disconnects(base, cid, headers):
 
 
 def test_fifty_concurrent_disconnects_record_one_request_and_answer_alike(app, client, auth, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     server, base = _serve(app)
     try:
         answers = _fifty_disconnects(base, cid, auth.user("alice"))
@@ -76,7 +70,7 @@ def _env(db_url, composio, signing_key, **extra) -> dict:
 def test_fifty_disconnects_across_two_gunicorn_workers_on_postgresql(app, client, auth, composio, db_url, signing_key):
     if not db_url.startswith("postgresql"):
         pytest.skip("the two-worker race is the PostgreSQL case (SQLite's is the threaded one above)")
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
                             cwd=ROOT, env=_env(db_url, composio, signing_key),
@@ -118,7 +112,7 @@ def test_a_relay_killed_mid_purge_is_completed_by_the_next_exactly_once(
         make_app, auth, composio, db_url, signing_key, killed):
     app = make_app(RELAY_INLINE=False)
     client = app.test_client()
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     assert client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice")).status_code == 204
     # revoke goes through; the delete hangs long enough to kill the relay during it
     composio.delay("DELETE", f"/connected_accounts/{cid}", seconds=3 if killed == "after_the_call_went_through" else 30, times=1)
@@ -152,7 +146,7 @@ def test_a_relay_killed_mid_purge_is_completed_by_the_next_exactly_once(
 def test_an_action_claimed_by_a_relay_that_died_before_calling_is_done_after_its_lease(make_app, auth, composio):
     app = make_app(RELAY_INLINE=False, RELAY_LEASE_SECONDS=0.2)
     client = app.test_client()
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
     from ledger.outbox import Relay
     dead_relay = Relay(app.extensions["ledger"], app.extensions["gateway"], lease_seconds=0.2, worker_id="dead")

@@ -12,15 +12,9 @@ from pathlib import Path
 from ledger import envelope as ev
 from ledger.outbox import Relay
 from ledger.signals import event_recorded
-from tests.web.conftest import app_config, events_of
+from tests.support.app import app_config, connect, events_of
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _connected(client, auth):
-    resp = client.post("/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}},
-                       headers=auth.user("alice"))
-    return resp.json["connectionId"]
 
 
 class _CountingTransactions:
@@ -41,7 +35,7 @@ class _CountingTransactions:
 
 
 def test_a_disconnect_with_the_inline_relay_takes_two_write_transactions(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     with _CountingTransactions(app.extensions["ledger"]) as writes:
         assert client.delete(f"/api/connections/{cid}", headers=auth.user("alice")).status_code == 204
     assert len(composio.calls("PATCH", f"/connected_accounts/{cid}/status")) == 1
@@ -49,7 +43,7 @@ def test_a_disconnect_with_the_inline_relay_takes_two_write_transactions(client,
 
 
 def test_no_relay_sees_a_fresh_action_as_due_while_the_request_that_wrote_it_holds_it(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     other = Relay(app.extensions["ledger"], app.extensions["gateway"], worker_id="other-relay")
     seen = []
 

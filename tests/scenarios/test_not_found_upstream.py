@@ -3,18 +3,11 @@ Composio", never a revoke or a delete that did not happen."""
 import pytest
 
 from ledger import envelope as ev
-from tests.web.conftest import events_of
-
-
-def _connected(client, auth, user="alice"):
-    resp = client.post("/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}},
-                       headers=auth.user(user))
-    assert resp.status_code == 201
-    return resp.json["connectionId"]
+from tests.support.app import connect, events_of
 
 
 def test_a_purge_of_an_account_composio_never_saw_is_recorded_as_not_found_not_revoked(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.forget(cid)  # e.g. a purge sent to another Composio than the one that made it
     h = auth.user("alice")
     assert client.delete(f"/api/connections/{cid}?immediate=true", headers=h).status_code == 204
@@ -32,7 +25,7 @@ def test_a_purge_of_an_account_composio_never_saw_is_recorded_as_not_found_not_r
 
 
 def test_a_disable_answered_404_is_recorded_once_as_not_found_and_not_retried(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.forget(cid)
     client.delete(f"/api/connections/{cid}", headers=auth.user("alice"))
     for _ in range(3):

@@ -6,20 +6,14 @@ from freezegun import freeze_time
 
 from ledger import envelope as ev
 from ledger.clock import parse_iso
-from tests.web.conftest import events_of
-
-
-def _connected(client, auth):
-    resp = client.post("/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}},
-                       headers=auth.user("alice"))
-    return resp.json["connectionId"]
+from tests.support.app import connect, events_of
 
 
 def test_an_outage_of_hours_is_retried_with_capped_backoff_and_dead_lettered_only_after_the_window(
         make_app, auth, composio):
     app = make_app(RELAY_BASE_DELAY_SECONDS=2.0)  # the defaults otherwise: 6 h window, 300 s cap
     client, relay = app.test_client(), app.extensions["relay"]
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.fail("DELETE", f"/connected_accounts/{cid}", status=503)
     start = datetime.now(timezone.utc)
     assert client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice")).status_code == 204

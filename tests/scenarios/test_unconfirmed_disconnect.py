@@ -1,13 +1,7 @@
 """A disconnect Composio has not confirmed says so (agents may still have access), from the
 ledger's own events: the live rows and a rebuild agree."""
-from tests.web.conftest import events_of
+from tests.support.app import connect, events_of
 from ledger import envelope as ev
-
-
-def _connected(client, auth):
-    resp = client.post("/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}},
-                       headers=auth.user("alice"))
-    return resp.json["connectionId"]
 
 
 def _disconnect(client, auth, cid):
@@ -17,7 +11,7 @@ def _disconnect(client, auth, cid):
 
 
 def test_a_disconnect_whose_disable_failed_says_composio_has_not_confirmed_it(client, auth, app, composio):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.fail("PATCH", f"/connected_accounts/{cid}/status", status=503)
     answer = _disconnect(client, auth, cid)
     assert answer["status"] == "DISCONNECTING" and answer["upstreamConfirmed"] is False
@@ -39,7 +33,7 @@ def test_a_disconnect_whose_disable_failed_says_composio_has_not_confirmed_it(cl
 def test_a_dead_lettered_disable_is_shown_until_an_operator_retries_it(make_app, auth, composio):
     app = make_app(RELAY_MAX_ATTEMPTS=2)
     client = app.test_client()
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     composio.fail("PATCH", f"/connected_accounts/{cid}/status", status=503)
     _disconnect(client, auth, cid)
     app.extensions["relay"].run_once()
@@ -49,7 +43,7 @@ def test_a_dead_lettered_disable_is_shown_until_an_operator_retries_it(make_app,
 
 
 def test_a_confirmed_disconnect_has_no_such_warning(client, auth):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     answer = _disconnect(client, auth, cid)
     assert answer["upstreamConfirmed"] is True and answer["warnings"] == []
     shown = client.get(f"/api/connections/{cid}", headers=auth.user("alice")).json

@@ -2,7 +2,7 @@
 import pytest
 
 from ledger import envelope as ev
-from tests.web.conftest import events_of
+from tests.support.app import events_of
 
 
 def _start(client, auth, user="alice", toolkit="github", **body):

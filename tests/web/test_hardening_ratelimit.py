@@ -112,8 +112,8 @@ class _Gate:
 def test_redis_going_away_and_coming_back_is_one_line_each_way(make_app, auth, caplog):
     import uuid
     import pytest
-    from tests.web.test_ratelimit import _redis_up
-    if not _redis_up():
+    from tests.support.app import redis_up
+    if not redis_up():
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     gate = _Gate()
     gate.open()

@@ -6,7 +6,7 @@ import pytest
 
 from ledger import envelope as ev
 from tests.support import webhooks as wh
-from tests.web.conftest import events_of
+from tests.support.app import events_of
 
 
 def _connection_events(app, cid):

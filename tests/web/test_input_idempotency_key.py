@@ -1,7 +1,7 @@
 """The Idempotency-Key header: 1..128 visible ASCII characters, checked before anything happens."""
 import pytest
 
-from tests.web.test_envelope import Unchanged, assert_envelope, seed_connections
+from tests.support.app import Unchanged, assert_envelope, seed_connections
 
 # Every route that reads the header, aimed at something the request would change.
 MUTATING = [

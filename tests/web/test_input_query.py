@@ -5,7 +5,7 @@ import pytest
 
 from ledger import envelope as ev
 from ledger.envelope import NewEvent
-from tests.web.test_envelope import Unchanged, assert_envelope, seed_connections
+from tests.support.app import Unchanged, assert_envelope, seed_connections
 
 NUL, LONG = "\x00", "x" * 5000
 AUDIT = ("/audit/events", "/audit/export", "/audit/verify", "/audit/state")

@@ -3,6 +3,7 @@ import os
 import uuid
 
 import pytest
+from tests.support.app import redis_up
 
 
 def test_the_429_envelope_carries_retry_after_limit_remaining_and_reset(make_app, auth):
@@ -25,15 +26,7 @@ def test_the_429_envelope_carries_retry_after_limit_remaining_and_reset(make_app
     assert client.get("/api/connections", headers=auth.user("bob")).status_code == 200
 
 
-def _redis_up() -> bool:
-    try:
-        import redis
-        return redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping()
-    except Exception:
-        return False
-
-
-@pytest.mark.skipif(not _redis_up() and os.environ.get("CI") != "true",
+@pytest.mark.skipif(not redis_up() and os.environ.get("CI") != "true",
                     reason="Redis is not running on 127.0.0.1:6379 (in CI this fails instead)")
 def test_two_app_instances_sharing_redis_share_one_budget(make_app, auth):
     prefix = "cltest-" + uuid.uuid4().hex[:8]

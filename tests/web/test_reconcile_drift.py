@@ -2,12 +2,7 @@
 import json
 
 from ledger import envelope as ev
-from tests.web.conftest import events_of
-
-
-def _connected(client, auth, user="alice", toolkit="github"):
-    return client.post("/api/connections", json={"toolkit": toolkit, "credentials": {"api_key": "k"}},
-                       headers=auth.user(user)).json["connectionId"]
+from tests.support.app import connect, events_of
 
 
 def _reconcile(runner, *args):
@@ -17,8 +12,8 @@ def _reconcile(runner, *args):
 
 
 def test_out_of_band_deletes_status_drift_and_unseen_accounts_are_recorded_once(app, client, auth, composio, runner):
-    deleted = _connected(client, auth)
-    drifted = _connected(client, auth, toolkit="slack")
+    deleted = connect(client, auth)
+    drifted = connect(client, auth, toolkit="slack")
     unseen = composio.add_account("bob", "gmail", status="ACTIVE")
     with composio.lock:
         del composio.accounts[deleted]          # deleted at Composio without a webhook
@@ -46,7 +41,7 @@ def test_reconcile_walks_every_page(app, client, auth, composio, runner):
 
 
 def test_a_disconnecting_connection_is_never_judged_as_drift(app, client, auth, composio, runner):
-    cid = _connected(client, auth)
+    cid = connect(client, auth)
     client.delete(f"/api/connections/{cid}", headers=auth.user("alice"))   # disabled: INACTIVE at Composio
     counts = _reconcile(runner, "--user", "alice")
     assert counts["status_drift"] == 0

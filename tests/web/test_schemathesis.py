@@ -25,7 +25,7 @@ def api(db_url, make_app):
 @pytest.fixture
 def credentials(api, signing_key):
     """A person's Clerk token and an audit:read API key: every case is sent with each."""
-    from tests.web.conftest import AuthActions
+    from tests.support.app import AuthActions
     actions = AuthActions(api, signing_key)
     return [actions.user("alice"), actions.service("acme", "audit:read", name="auditor")]
 

@@ -17,7 +17,7 @@ from ledger import envelope as ev
 from ledger.chain import GENESIS_HASH, canonical_json, link
 from tests.support import webhooks as wh
 from tests.support.sse import SseClient
-from tests.web.conftest import events_of
+from tests.support.app import events_of
 
 EVENTS = "/api/connections/events"
 
