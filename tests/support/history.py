@@ -22,8 +22,8 @@ def random_events(rng: random.Random, cid: str, state: dict) -> list[NewEvent]:
                                 "status": "INITIATED" if kind == ev.INITIATED else "ACTIVE"})]
     roll = rng.random()
     agents = state[cid]["agents"]
-    # occurred_at sometimes in the past, so late webhooks are exercised too
-    occurred = iso(now() - timedelta(seconds=rng.choice([0, 0, 0, 5, 3600])))
+    # occurred_at sometimes in the past, so late webhooks are exercised too (1 s: inside the clock skew)
+    occurred = iso(now() - timedelta(seconds=rng.choice([0, 0, 0, 1, 5, 3600])))
     if roll < 0.2:
         agent = f"agent_{rng.randrange(8)}"
         agents.add(agent)
