@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ledger.envelope import NewEvent
@@ -29,45 +30,50 @@ def _drain(sub, after: int, want: int, deadline_s: float = 30.0) -> list:
     return got
 
 
-def test_a_write_by_another_process_wakes_a_waiter(ledger, db_url):
-    feed = Feed(ledger.store, sender=ledger)
+@contextmanager
+def _feed(ledger, **options):
+    feed = Feed(ledger.store, sender=ledger, **options)
     try:
+        yield feed
+    finally:
+        feed.close()
+
+
+def _waiter(sub, after: int) -> tuple[threading.Thread, dict]:
+    """A thread waiting (up to 30 s) for what follows `after`; its answer lands in result["got"]."""
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.__setitem__("got", sub.events_after(after, 30.0)))
+    thread.start()
+    return thread, result
+
+
+def test_a_write_by_another_process_wakes_a_waiter(ledger, db_url):
+    with _feed(ledger) as feed:
         with feed.subscription() as sub:
             head = sub.head()
             _append_elsewhere(db_url, 3)
             got = _drain(sub, head, 3)
         assert [e.seq for e in got] == [head + 1, head + 2, head + 3]
         assert {e.stream for e in got} == {"elsewhere"}
-    finally:
-        feed.close()
 
 
 def test_a_write_in_this_process_wakes_a_waiter_without_waiting_for_the_check(ledger):
     # The check for other processes is slowed to 60 s: only the signal (SQLite) or NOTIFY
     # (PostgreSQL) can deliver within the test's bound.
-    feed = Feed(ledger.store, sender=ledger, check_seconds=60.0)
-    try:
+    with _feed(ledger, check_seconds=60.0) as feed:
         with feed.subscription() as sub:
             head = sub.head()
-            result = {}
-
-            def wait():
-                result["found"] = sub.events_after(head, 30.0)[0]
-            t = threading.Thread(target=wait)
-            t.start()
+            t, result = _waiter(sub, head)
             time.sleep(0.3)
             began = time.monotonic()
             ledger.append("here", [NewEvent("test.appended", {"i": 1})])
             t.join(40)
             assert time.monotonic() - began < 20
-        assert [e.stream for e in result["found"]] == ["here"]
-    finally:
-        feed.close()
+        assert [e.stream for e in result["got"][0]] == ["here"]
 
 
 def test_a_waiter_further_behind_than_the_window_is_told_to_read_the_table(ledger):
-    feed = Feed(ledger.store, sender=ledger, window=2)
-    try:
+    with _feed(ledger, window=2) as feed:
         with feed.subscription() as sub:
             head = sub.head()
             for i in range(5):
@@ -76,13 +82,10 @@ def test_a_waiter_further_behind_than_the_window_is_told_to_read_the_table(ledge
             assert [e.data["i"] for e in last] == [4]
             assert sub.events_after(head, 1.0) is None
             assert sub.events_after(head + 5, 0.1) == ([], head + 5)   # nothing new: the deadline passes
-    finally:
-        feed.close()
 
 
 def test_the_feed_thread_stops_when_nobody_waits(ledger):
-    feed = Feed(ledger.store, sender=ledger, idle_stop=0.1, check_seconds=0.1)
-    try:
+    with _feed(ledger, idle_stop=0.1, check_seconds=0.1) as feed:
         with feed.subscription() as sub:
             sub.head()
             assert feed.running
@@ -94,26 +97,16 @@ def test_the_feed_thread_stops_when_nobody_waits(ledger):
             head = sub.head()
             ledger.append("s", [NewEvent("test.appended", {"i": 9})])
             assert [e.seq for e in _drain(sub, head, 1)] == [head + 1]
-    finally:
-        feed.close()
 
 
 def test_a_waiter_is_answered_with_its_own_events_only(ledger):
-    feed = Feed(ledger.store, sender=ledger)
-    try:
+    with _feed(ledger) as feed:
         with feed.subscription({"stream:mine"}) as sub:
             head = sub.head()
-            result = {}
-
-            def wait():
-                result["got"] = sub.events_after(head, 30.0)
-            t = threading.Thread(target=wait)
-            t.start()
+            t, result = _waiter(sub, head)
             for i in range(3):
                 ledger.append("theirs", [NewEvent("test.appended", {"i": i})])
             ledger.append("mine", [NewEvent("test.appended", {"i": 9})])
             t.join(30)
         found, upto = result["got"]
         assert [e.stream for e in found] == ["mine"] and upto == head + 4
-    finally:
-        feed.close()

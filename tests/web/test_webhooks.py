@@ -20,7 +20,6 @@ from ledger import envelope as ev
 from ledger.envelope import NewEvent
 from ledger.storage.tables import events, idempotency_keys
 from tests.support import webhooks as wh
-from web import create_app
 
 SECRET = "test-webhook-secret"
 NEW_SECRET = "rotated-secret-ü"  # non-ASCII: the HMAC key is the secret's raw UTF-8 bytes
@@ -28,32 +27,17 @@ URL = "/webhooks/composio"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def build(db_url, secret=SECRET, **extra):
-    return create_app({"DATABASE_URL": db_url, "AUTO_MIGRATE": False, "COMPOSIO_WEBHOOK_SECRET": secret,
-                       "COMPOSIO_API_KEY": "test", "COMPOSIO_USER_ID_PREFIX": "app-", **extra})
-
-
 @pytest.fixture
-def webhook_app(db_url):
-    """A builder of apps on this test's database (engines disposed afterwards)."""
-    apps = []
-
-    def make(**kw):
-        apps.append(build(db_url, **kw))
-        return apps[-1]
-    yield make
-    for a in apps:
-        a.extensions["engine"].dispose()
+def webhook_app(make_app):
+    """A builder of apps that take Composio's deliveries signed with SECRET (or `secret`)."""
+    def make(secret=SECRET, **kw):
+        return make_app(COMPOSIO_WEBHOOK_SECRET=secret, COMPOSIO_USER_ID_PREFIX="app-", **kw)
+    return make
 
 
 @pytest.fixture
 def app(webhook_app):
     return webhook_app()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def post(client, payload, secret=SECRET, **kw):
