@@ -22,6 +22,17 @@ def _ev(i=0, t="test.appended"):
     return NewEvent(t, {"i": i})
 
 
+def _chain(ledger, count: int, streams: int = 1) -> None:
+    """`count` events, one per append, over `streams` streams."""
+    for i in range(count):
+        ledger.append("s" if streams == 1 else f"s:{i % streams}", [_ev(i)])
+
+
+def _tamper(engine, statement: str, **params) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(statement), params)
+
+
 def _recompute_head(rows):
     prev = GENESIS_HASH
     for r in rows:
@@ -49,19 +60,15 @@ def test_ten_thousand_appends_verify_and_the_head_matches_an_independent_recompu
     ("occurred_at", "2026-01-01T00:00:00.000001Z"),
 ])
 def test_a_direct_update_of_one_stored_field_is_named_by_its_seq(ledger, engine, column, new_value):
-    for i in range(10):
-        ledger.append("s", [_ev(i)])
-    with engine.begin() as conn:
-        conn.execute(text(f"UPDATE events SET {column} = :v WHERE seq = 7"), {"v": new_value})
+    _chain(ledger, 10)
+    _tamper(engine, f"UPDATE events SET {column} = :v WHERE seq = 7", v=new_value)
     result = ledger.verify()
     assert not result.ok and result.first_bad_seq == 7
 
 
 def test_a_deleted_row_and_a_swapped_pair_are_detected(ledger, engine):
-    for i in range(10):
-        ledger.append("s", [_ev(i)])
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM events WHERE seq = 4"))
+    _chain(ledger, 10)
+    _tamper(engine, "DELETE FROM events WHERE seq = 4")
     assert ledger.verify().first_bad_seq == 4
     with engine.begin() as conn:
         rows = {r.seq: r for r in conn.execute(text("SELECT seq, data, hash, prev_hash FROM events WHERE seq IN (6, 7)"))}
@@ -73,10 +80,8 @@ def test_a_deleted_row_and_a_swapped_pair_are_detected(ledger, engine):
 
 
 def test_deleting_the_last_event_is_detected_through_the_head(ledger, engine):
-    for i in range(5):
-        ledger.append("s", [_ev(i)])
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM events WHERE seq = 5"))
+    _chain(ledger, 5)
+    _tamper(engine, "DELETE FROM events WHERE seq = 5")
     assert ledger.verify().first_bad_seq == 5
 
 
@@ -238,11 +243,9 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_verify_in_several_processes_names_the_same_seq_and_reason_as_one(ledger, engine, damage):
     statement, (bad_seq, reason, checked), range_ok = DAMAGE[damage]
-    for i in range(30):
-        ledger.append(f"s:{i % 4}", [_ev(i)])
+    _chain(ledger, 30, streams=4)
     if statement:
-        with engine.begin() as conn:
-            conn.execute(text(statement))
+        _tamper(engine, statement)
     one, three = ledger.verify(workers=1), ledger.verify(workers=3)
     for result in (one, three):
         assert (result.ok, result.first_bad_seq, result.reason, result.checked, result.head_seq) == \
