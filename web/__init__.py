@@ -38,9 +38,9 @@ def create_app(config: dict | None = None) -> Flask:
     limiter = init_limiter(app)
     wire_services(app)
 
-    from . import agents, audit, connections, openapi, ops, webhooks
+    from . import agents, audit, connections, openapi, ops, pages, webhooks
     from .metrics import register_metrics
-    for blueprint in (connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp, webhooks.bp):
+    for blueprint in (connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp, webhooks.bp, pages.bp):
         app.register_blueprint(blueprint)
     register_metrics(app)
     for name in ("ops.healthz", "ops.readyz", "openapi.openapi"):  # webhooks exempt themselves
