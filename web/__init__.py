@@ -38,13 +38,16 @@ def create_app(config: dict | None = None) -> Flask:
     limiter = init_limiter(app)
     wire_services(app)
 
-    from . import agents, audit, connections, openapi, ops, pages, webhooks
+    from . import agents, audit, connections, openapi, ops, webhooks
     from .metrics import register_metrics
-    for blueprint in (connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp, webhooks.bp, pages.bp):
+    for blueprint in (connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     register_metrics(app)
     for name in ("ops.healthz", "ops.readyz", "openapi.openapi"):  # webhooks exempt themselves
         limiter.exempt(app.view_functions[name])
+
+    from .pages import bp as pages_bp  # the pages: /, /audit, /docs (web/pages.py)
+    app.register_blueprint(pages_bp)
 
     from .cli import register_cli
     register_cli(app)

@@ -40,7 +40,9 @@ def browser():
         if IN_CI:
             pytest.fail(f"browser tests need a browser in CI: {missing}")
         pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+    # The first call to Composio imports the SDK (2-9 s on this machine): patient assertions.
+    expect.set_options(timeout=20_000)
     with sync_playwright() as pw:
         # Debian's build, never a downloaded one (`playwright install` is not used anywhere).
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -119,9 +121,14 @@ def make_server_for(db_url, local_composio):
         server.stop()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "app_config(**settings): settings for the server the page talks to")
+
+
 @pytest.fixture
-def server(make_server_for) -> Server:
-    return make_server_for()
+def server(make_server_for, request) -> Server:
+    marker = request.node.get_closest_marker("app_config")
+    return make_server_for(**(marker.kwargs if marker else {}))
 
 
 @pytest.fixture

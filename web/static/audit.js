@@ -66,6 +66,9 @@
     $("head-seq").textContent = v.head ? v.head.seq : "—";
     $("head-hash").textContent = v.head ? v.head.hash : "—";
     $("checked").textContent = v.checked;
+    // A broken chain has no trustworthy head: what is shown is the last event that verified.
+    $("head-seq-label").textContent = v.ok ? "Head seq" : "Last good seq";
+    $("head-hash-label").textContent = v.ok ? "Head hash" : "Its hash";
     if (v.ok) {
       say("verify-result", "Chain intact: " + v.checked + " events verified up to seq " + (v.head ? v.head.seq : 0) + ".", "ok");
     } else {
@@ -152,7 +155,7 @@
     body.textContent = "";
     if (!r.ok) { say("state-note", errorText(r)); table.hidden = true; return; }
     var ids = Object.keys(r.data.connections);
-    say("state-note", ids.length + " connections as of " + asOf + ".");
+    say("state-note", ids.length + (ids.length === 1 ? " connection" : " connections") + " as of " + asOf + ".");
     ids.forEach(function (id) {
       var c = r.data.connections[id], tr = document.createElement("tr");
       cell(tr, id, "mono");

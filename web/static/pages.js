@@ -14,7 +14,6 @@
   var GONE = {DISCONNECTING: 1, DISCONNECTED: 1, REVOKED: 1};
 
   var $ = function (id) { return document.getElementById(id); };
-  var sandbox = document.body.dataset.sandbox === "true";
   var token = sessionStorage.getItem(TOKEN_KEY);
   var cards = new Map();             // connectionId -> {el, data}
   var reconnectSupported = false;
@@ -80,8 +79,8 @@
     token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     sessionStorage.removeItem(USER_KEY);
-    document.cookie = "__session=; path=" + EVENTS_PATH + "; max-age=0; SameSite=Strict";
     if (source) { source.close(); source = null; }
+    streamOpened = false;
     cards.forEach(function (c) { c.el.remove(); });
     cards.clear();
     showSignedIn(false);
@@ -375,30 +374,47 @@
   }
 
   // -- live updates -------------------------------------------------------------------------
+  var streamOpened = false, reopenTimer = null, reopenDelay = 2000;
+
   function setLive(text) { $("live").textContent = text; }
 
-  function openStream() {
+  function onStreamEvent(ev) {
+    var data;
+    try { data = JSON.parse(ev.data); } catch (e) { return; }
+    if (!data) return;
+    // {seq, type, connection: {...}, warnings} (or the connection itself)
+    var c = data.connection || data;
+    if (c.connectionId) upsert(c);
+  }
+
+  async function openStream() {
     if (!window.EventSource) { setLive("not supported by this browser"); return; }
     if (source) source.close();
-    // EventSource cannot send an Authorization header. The stream also reads Clerk's own
-    // __session cookie (which ClerkJS keeps on the app's domain); without ClerkJS this page
-    // sets it, scoped to the stream's path only, with the token it already holds.
-    if (!(window.Clerk && window.Clerk.session) && token) {
-      document.cookie = "__session=" + token + "; path=" + EVENTS_PATH + "; max-age=3600; SameSite=Strict" +
-        (location.protocol === "https:" ? "; Secure" : "");
-    }
-    source = new EventSource(EVENTS_PATH);
-    source.onopen = function () { setLive("on"); };
-    source.onerror = function () {
-      setLive(source.readyState === EventSource.CLOSED ? "off (reload to see changes made elsewhere)" : "reconnecting…");
+    // EventSource cannot send an Authorization header: the stream (and only it) takes the token
+    // as ?access_token=, which the server keeps out of its logs. A fresh token on each open.
+    var t = await getToken();
+    if (!t) return;
+    var es = new EventSource(EVENTS_PATH + "?access_token=" + encodeURIComponent(t));
+    source = es;
+    es.onopen = function () { streamOpened = true; reopenDelay = 2000; setLive("on"); };
+    es.onerror = function () {
+      if (es !== source) return;
+      if (es.readyState !== EventSource.CLOSED) { setLive("reconnecting…"); return; }
+      if (!streamOpened) { setLive("off (this server has no live stream; reload to see changes made elsewhere)"); return; }
+      // The server refused a reconnect (an expired token, a restart): open again with a fresh
+      // token, and read the list once to catch up on what happened in between.
+      setLive("reconnecting…");
+      if (reopenTimer) return;
+      reopenTimer = setTimeout(async function () {
+        reopenTimer = null;
+        if (!token && !fromApp()) return;
+        await refreshList();
+        openStream();
+      }, reopenDelay);
+      reopenDelay = Math.min(reopenDelay * 2, 60000);
     };
-    var onEvent = function (ev) {
-      var data;
-      try { data = JSON.parse(ev.data); } catch (e) { return; }
-      if (data && data.connectionId) upsert(data);
-    };
-    source.onmessage = onEvent;
-    EVENT_NAMES.forEach(function (name) { source.addEventListener(name, onEvent); });
+    es.onmessage = onStreamEvent;
+    EVENT_NAMES.forEach(function (name) { es.addEventListener(name, onStreamEvent); });
   }
 
   // The countdown of a grace period is local arithmetic: re-render, no request.
