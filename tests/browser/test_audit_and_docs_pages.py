@@ -74,7 +74,7 @@ def test_a_key_without_audit_read_is_told_so(page, server):
     expect(page.get_by_test_id("verify-result")).to_be_hidden()
 
 
-def test_docs_render_locally_and_try_it_calls_the_api_with_my_token(page, server, screens):
+def test_docs_render_locally_and_try_it_calls_the_api_with_my_token_and_key(page, server, screens):
     server.as_user("alice").post(f"{server.url}/api/connections", json={"toolkit": "notion", "credentials": {"api_key": "k"}})
     requested = []
     page.on("request", lambda r: requested.append(r.url))
@@ -83,7 +83,7 @@ def test_docs_render_locally_and_try_it_calls_the_api_with_my_token(page, server
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_test_id("who")).to_have_text("alice")
 
-    page.get_by_role("link", name="API docs").click()
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="API docs").click()
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Connection Ledger")
     page.screenshot(path=screens / "12-docs.png")
     operation = page.locator("#operations-default-get_api_connections")
@@ -93,6 +93,21 @@ def test_docs_render_locally_and_try_it_calls_the_api_with_my_token(page, server
     expect(response.locator(".response-col_status")).to_contain_text("200")
     expect(response.locator(".response-col_description")).to_contain_text("notion")
     operation.screenshot(path=screens / "13-docs-try-it.png")
+
+    # Now as an auditor: signed out as a person, an audit:read key entered on the Audit page.
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Connections").click()
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Audit").click()
+    page.get_by_label("API key with audit:read").fill(server.audit_key())
+    page.get_by_role("button", name="Use key").click()
+    expect(page.get_by_test_id("verify-result")).to_contain_text("Chain intact")
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="API docs").click()
+    audit = page.locator("#operations-default-get_audit_verify")
+    audit.locator(".opblock-summary").click()
+    audit.get_by_role("button", name="Execute").click()
+    answer = audit.locator(".live-responses-table .response")
+    expect(answer.locator(".response-col_status")).to_contain_text("200")
+    expect(answer.locator(".response-col_description")).to_contain_text('"ok": true')
     # Swagger UI and everything else came from this server: no CDN, no validator badge.
     outside = [u for u in requested if not u.startswith(server.url) and not u.startswith(("data:", "blob:"))]
     assert outside == []
