@@ -11,13 +11,16 @@ except ImportError:  # the browser fixture skips (locally) or fails (CI) and say
 from web import create_app
 
 
-def _events_route_exists() -> bool:
+def _routes() -> set[str]:
     app = create_app({"DATABASE_URL": "sqlite://", "AUTO_MIGRATE": False, "LEDGER_ENV": "development"})
-    return any(rule.rule == "/api/connections/events" for rule in app.url_map.iter_rules())
+    return {rule.rule for rule in app.url_map.iter_rules()}
 
 
-EVENTS_ROUTE = _events_route_exists()
-needs_stream = pytest.mark.xfail(not EVENTS_ROUTE, strict=True, reason="needs /api/connections/events (issue 14)")
+ROUTES = _routes()
+needs_stream = pytest.mark.xfail("/api/connections/events" not in ROUTES, strict=True,
+                                 reason="needs /api/connections/events (issue 14)")
+RECONNECT = "/api/connections/<cid>/reconnect" in ROUTES
+needs_reconnect = pytest.mark.xfail(not RECONNECT, strict=True, reason="needs POST /api/connections/<id>/reconnect (issue 15)")
 
 
 def sign_in(page, person: str = "alice") -> None:
@@ -74,6 +77,19 @@ def test_connect_opens_the_popup_and_the_badge_turns_active_without_reload(page,
     expect(badge).to_have_text("ACTIVE")
     assert page.url == url_before
     page.screenshot(path=screens / "04-connected-active.png", full_page=True)
+
+
+def test_the_provider_sending_the_popup_back_closes_it_and_the_badge_turns_active(page, server, local_composio):
+    sign_in(page)
+    popup = connect_through_popup(page, "slack")
+    cid = card(page, "slack").locator(".cid").inner_text()
+    callback = local_composio.account(cid)["callback_url"]
+    assert callback == f"{server.url}/connect/done"
+    # Real Composio sends the popup back to the callbackUrl with the account's id once OAuth is
+    # done (the local server stops at its "Connected" page): follow it as the browser would.
+    with popup.expect_event("close"):
+        popup.evaluate("url => { window.location.href = url; }", f"{callback}?status=success&connected_account_id={cid}")
+    expect(card(page, "slack").get_by_test_id("status")).to_have_text("ACTIVE")
 
 
 @needs_stream
@@ -148,3 +164,48 @@ def test_the_page_is_usable_on_a_phone(browser, server, screens):
         page.screenshot(path=screens / "08-phone.png", full_page=True)
     finally:
         ctx.close()
+
+
+def _expire(server, cid: str, user: str) -> None:
+    """Composio tells the service the connection expired (a signed webhook, as Composio sends it)."""
+    from datetime import datetime, timezone
+
+    import requests
+
+    from tests.support import webhooks
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body, headers = webhooks.delivery("whsec-test-secret", webhooks.expired(cid, user, toolkit="github", when=now))
+    assert requests.post(f"{server.url}/webhooks/composio", data=body, headers=headers, timeout=10).ok
+
+
+@pytest.mark.skipif(RECONNECT, reason="the service reconnects in place: see the test below")
+def test_an_expired_connection_shows_why_and_no_reconnect_the_service_lacks(page, server, local_composio):
+    alice = server.as_user("alice")
+    cid = alice.post(f"{server.url}/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}}).json()["connectionId"]
+    _expire(server, cid, "alice")
+    sign_in(page)
+    github = card(page, "github")
+    expect(github.get_by_test_id("status")).to_have_text("EXPIRED")
+    expect(github).to_contain_text("refresh token revoked")
+    expect(github.get_by_role("button", name="Disconnect")).to_be_visible()
+    expect(github.get_by_role("button", name="Reconnect")).to_be_hidden()
+
+
+@needs_reconnect
+def test_reconnect_brings_an_expired_connection_back_under_the_same_id(page, server, local_composio, screens):
+    alice = server.as_user("alice")
+    cid = alice.post(f"{server.url}/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}}).json()["connectionId"]
+    local_composio.set_status(cid, "EXPIRED")
+    _expire(server, cid, "alice")
+    sign_in(page)
+    github = card(page, "github")
+    expect(github.get_by_test_id("status")).to_have_text("EXPIRED")
+    page.screenshot(path=screens / "09-expired-reconnect.png", full_page=True)
+    with page.expect_popup() as opened:
+        github.get_by_role("button", name="Reconnect").click()
+    popup = opened.value
+    popup.wait_for_load_state()
+    popup.close()
+    expect(github.get_by_test_id("status")).to_have_text("ACTIVE")
+    expect(page.locator("li.card")).to_have_count(1)
+    assert github.locator(".cid").inner_text() == cid
