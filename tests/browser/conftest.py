@@ -42,7 +42,7 @@ def browser():
         pytest.skip(missing)
     from playwright.sync_api import expect, sync_playwright
     # The first call to Composio imports the SDK (2-9 s on this machine): patient assertions.
-    expect.set_options(timeout=20_000)
+    expect.set_options(timeout=30_000)
     with sync_playwright() as pw:
         # Debian's build, never a downloaded one (`playwright install` is not used anywhere).
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -81,7 +81,7 @@ class Server:
 
     def token(self, user: str) -> str:
         """A sandbox token, minted the way the page gets one."""
-        resp = requests.post(f"{self.url}/dev/token", json={"user": user}, timeout=10)
+        resp = requests.post(f"{self.url}/dev/token", json={"user": user}, timeout=60)
         resp.raise_for_status()
         return resp.json()["token"]
 
@@ -134,7 +134,7 @@ def server(make_server_for, request) -> Server:
 @pytest.fixture
 def context(browser, server):
     ctx = browser.new_context(base_url=server.url, viewport={"width": 1100, "height": 800}, accept_downloads=True)
-    ctx.set_default_timeout(15000)
+    ctx.set_default_timeout(30_000)
     yield ctx
     ctx.close()
 

@@ -175,7 +175,7 @@ def _expire(server, cid: str, user: str) -> None:
     from tests.support import webhooks
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body, headers = webhooks.delivery("whsec-test-secret", webhooks.expired(cid, user, toolkit="github", when=now))
-    assert requests.post(f"{server.url}/webhooks/composio", data=body, headers=headers, timeout=10).ok
+    assert requests.post(f"{server.url}/webhooks/composio", data=body, headers=headers, timeout=60).ok
 
 
 @pytest.mark.skipif(RECONNECT, reason="the service reconnects in place: see the test below")
@@ -209,3 +209,33 @@ def test_reconnect_brings_an_expired_connection_back_under_the_same_id(page, ser
     expect(github.get_by_test_id("status")).to_have_text("ACTIVE")
     expect(page.locator("li.card")).to_have_count(1)
     assert github.locator(".cid").inner_text() == cid
+
+
+def test_in_production_the_page_takes_the_session_from_the_app(browser, db_url, local_composio, screens):
+    """No sandbox: the embedding app hands the page its Clerk session token (window.ledgerGetToken,
+    as `() => window.Clerk.session.getToken()` would), and the page never offers a dev token."""
+    from tests.browser.conftest import Server, sandbox_config
+    from tests.support.clerk import ISSUER, JwksServer, mint, new_rsa_key
+    key = new_rsa_key()
+    jwks = JwksServer([key])
+    server = Server(create_app(sandbox_config(db_url, local_composio.url, LEDGER_ENV="production",
+                                              CLERK_JWKS_URL=jwks.url, CLERK_ISSUER=ISSUER)))
+    ctx = browser.new_context(base_url=server.url)
+    try:
+        token = mint(key, sub="user_prod", exp_in=600)
+        import requests
+        made = requests.post(f"{server.url}/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert made.status_code == 201, made.text
+        assert requests.post(f"{server.url}/dev/token", json={"user": "user_prod"}, timeout=60).status_code == 404
+        ctx.add_init_script(f"window.ledgerGetToken = async () => {token!r};")
+        page = ctx.new_page()
+        page.goto("/")
+        expect(card(page, "github").get_by_test_id("status")).to_have_text("ACTIVE")
+        expect(page.get_by_test_id("sandbox-banner")).to_have_count(0)
+        expect(page.get_by_label("Sandbox person")).to_have_count(0)
+        page.screenshot(path=screens / "14-production-session-from-app.png", full_page=True)
+    finally:
+        ctx.close()
+        server.stop()
+        jwks.stop()
