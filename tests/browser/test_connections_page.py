@@ -232,6 +232,7 @@ def test_in_production_the_page_takes_the_session_from_the_app(browser, db_url, 
         page = ctx.new_page()
         page.goto("/")
         expect(card(page, "github").get_by_test_id("status")).to_have_text("ACTIVE")
+        expect(page.get_by_test_id("who")).to_have_text("user_prod")
         expect(page.get_by_test_id("sandbox-banner")).to_have_count(0)
         expect(page.get_by_label("Sandbox person")).to_have_count(0)
         page.screenshot(path=screens / "14-production-session-from-app.png", full_page=True)

@@ -424,6 +424,11 @@
 
   async function start() {
     if (!token && !fromApp()) { showSignedIn(false); return; }
+    if (fromApp()) {
+      // The app owns the session (and signing out of it): show who, from the token's subject.
+      sessionStorage.setItem(USER_KEY, payloadOf((await getToken()) || "").sub || "");
+      $("sign-out").hidden = true;
+    }
     showSignedIn(true);
     if (await refreshList()) {
       notice("");
