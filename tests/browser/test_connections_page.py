@@ -145,6 +145,8 @@ def test_cancelling_the_preview_disconnects_nothing(page, server):
     cid = alice.post(f"{server.url}/api/connections", json={"toolkit": "slack", "credentials": {"api_key": "k"}}).json()["connectionId"]
     sign_in(page)
     card(page, "slack").get_by_role("button", name="Disconnect").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice has the focus
     page.keyboard.press("Escape")  # the dialog is modal and closes from the keyboard
     expect(page.get_by_role("dialog")).to_be_hidden()
     expect(card(page, "slack").get_by_test_id("status")).to_have_text("ACTIVE")
