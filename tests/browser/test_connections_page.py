@@ -118,6 +118,7 @@ def test_disconnect_previews_the_agent_then_force_then_undo(page, server, screen
     gmail.get_by_role("button", name="Disconnect").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_test_id("preview-agents")).to_contain_text("agent-mail")
+    expect(dialog).to_contain_text("You can undo until")
     page.screenshot(path=screens / "05-disconnect-preview.png", full_page=True)
     # The preview changed nothing.
     assert alice.get(f"{server.url}/api/connections/{cid}").json()["status"] == "ACTIVE"

@@ -327,7 +327,9 @@
 
   async function previewDisconnect(entry) {
     var c = entry.data;
-    var r = await api("DELETE", "/api/connections/disconnect", {connectionId: c.connectionId, dryRun: true});
+    // The dry run of a forced disconnect: which agents it would unbind, and until when it could be
+    // undone. Nothing changes; the confirmation below forces only if agents are bound.
+    var r = await api("DELETE", "/api/connections/disconnect", {connectionId: c.connectionId, dryRun: true, force: true});
     if (!r.ok) { notice(errorText(r), true); return; }
     var p = r.data, body = $("dlg-body");
     body.textContent = "";
@@ -345,8 +347,9 @@
     if (p.purgeAt) body.append(para("You can undo until " + when(p.purgeAt) + "; then the provider's grant is revoked and the account deleted."));
     if (p.canRevoke === false) body.append(para("This provider's grant cannot be revoked from here: remove the app in the provider's own settings too."));
     var confirm = $("dlg-confirm");
-    confirm.textContent = p.requiresForce ? "Disconnect and unbind " + p.agents.length + " agent" + (p.agents.length === 1 ? "" : "s") : "Disconnect";
-    confirm.onclick = function () { doDisconnect(entry, !!p.requiresForce); };
+    var bound = (p.agents || []).length;
+    confirm.textContent = bound ? "Disconnect and unbind " + bound + " agent" + (bound === 1 ? "" : "s") : "Disconnect";
+    confirm.onclick = function () { doDisconnect(entry, bound > 0); };
     dialog.showModal();
     $("dlg-cancel").focus();
   }
