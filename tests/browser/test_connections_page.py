@@ -12,7 +12,8 @@ from web import create_app
 
 
 def _routes() -> set[str]:
-    app = create_app({"DATABASE_URL": "sqlite://", "AUTO_MIGRATE": False, "LEDGER_ENV": "development"})
+    app = create_app({"DATABASE_URL": "sqlite://", "AUTO_MIGRATE": False, "LEDGER_ENV": "development",
+                      "COMPOSIO_API_KEY": "k", "COMPOSIO_BASE_URL": "http://127.0.0.1:9"})
     return {rule.rule for rule in app.url_map.iter_rules()}
 
 

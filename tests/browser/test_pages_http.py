@@ -48,7 +48,8 @@ def test_production_has_no_sandbox_sign_in_and_says_nothing_of_one(tmp_path):
 def test_development_with_clerk_settings_mints_nothing_clerk_would_refuse(tmp_path):
     from web.devkeys import load_or_create_dev_key
     key = load_or_create_dev_key(str(tmp_path / "inst"))
-    app = _app(tmp_path, LEDGER_ENV="development", CLERK_ISSUER="https://clerk.example", CLERK_JWT_KEY=key.public_pem)
+    app = _app(tmp_path, LEDGER_ENV="development", COMPOSIO_API_KEY="k", COMPOSIO_BASE_URL="http://127.0.0.1:9",
+               CLERK_ISSUER="https://clerk.example", CLERK_JWT_KEY=key.public_pem)
     assert app.test_client().post("/dev/token", json={"user": "alice"}).status_code == 404
 
 
