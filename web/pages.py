@@ -92,4 +92,6 @@ def dev_token():
     body = parse_body(DevTokenRequest)
     token = mint_dev_token(key, body.user, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
     expires = int(time.time()) + DEV_TOKEN_TTL_SECONDS
-    return jsonify({"token": token, "userId": body.user, "expiresAt": expires, "sandbox": True})
+    answer = jsonify({"token": token, "userId": body.user, "expiresAt": expires, "sandbox": True})
+    answer.headers["Cache-Control"] = "no-store"  # a credential: never kept by a cache
+    return answer

@@ -21,6 +21,7 @@ def test_the_sandbox_mints_a_token_the_api_accepts(sandbox):
     minted = client.post("/dev/token", json={"user": "alice"})
     assert minted.status_code == 200
     assert minted.json["userId"] == "alice" and minted.json["sandbox"] is True
+    assert minted.headers["Cache-Control"] == "no-store"
     listed = client.get("/api/connections", headers={"Authorization": f"Bearer {minted.json['token']}"})
     assert listed.status_code == 200 and listed.json["count"] == 0
 
