@@ -1,3 +1,3 @@
-from web import create_app
+from web.boot import create_app_or_exit
 
-app = create_app()
+app = create_app_or_exit()

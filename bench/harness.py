@@ -28,9 +28,11 @@ class Settings:
     appends: int = 3000            # commits per run, 1 event per commit
     batches: int = 200             # transactions per run, 100 events each
     http_seconds: float = 5.0      # wrk duration per run
+    round_seconds: float = 2.0     # concurrency: one round of N writers
     quick: bool = False
     only: frozenset = frozenset()
     workdir: str = ""
+    out: str = "latest"            # bench/results/<out>.{md,json}
 
     def wants(self, name: str) -> bool:
         return not self.only or name in self.only

@@ -53,7 +53,8 @@ class Site:
         if self.composio:
             self.procs.append(self.composio)
         self.hello = self._start("hello", "bench.hello_app:app", {}, "/")
-        self.ours = self._start("ours", "wsgi:app", self._app_env(), "/healthz")
+        # /readyz: the database answers and is migrated (on a large database that can take a while)
+        self.ours = self._start("ours", "wsgi:app", self._app_env(), "/readyz")
         if self.ours is not None:
             self._settle(self.ours)
 
@@ -78,7 +79,7 @@ class Site:
             return proc
         except RuntimeError as exc:
             log(f"{name} did not start: {exc}")
-            self.start_errors[name] = str(exc)[-300:]
+            self.start_errors[name] = str(exc)[-600:]
             return None
 
     def close(self) -> None:
@@ -174,12 +175,16 @@ def run(settings: Settings, pg=None, pg_missing=None) -> list[Figure]:
             if site.ours is None or site.hello is None:
                 f.na = f"n/a (gunicorn did not start: {'; '.join(site.start_errors.values())})"
                 continue
+            dead = [p for p in (site.ours, site.hello) if p.proc.poll() is not None]
+            if dead:
+                f.na = f"n/a ({dead[0].why()})"
+                continue
             try:
                 {"status_read": status_read, "webhook": webhook, "disconnect": disconnect.figure,
                  "export": export.figure}[f.key](site, f)
             except Exception as exc:  # one broken figure must not hide the others
-                log(f"{f.key} failed: {exc!r}")
-                f.na = f"n/a (failed: {type(exc).__name__}: {str(exc)[:200]})"
+                log(f"{f.key} failed: {exc!r}; {site.ours.why()}")
+                f.na = f"n/a (failed: {type(exc).__name__}: {str(exc)[:200]}; {site.ours.why()[-600:]})"
     finally:
         site.close()
     return wanted

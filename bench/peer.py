@@ -55,9 +55,11 @@ def postgres_env(url: str) -> dict:
             "POSTGRES_PASSWORD": p["password"]}
 
 
-def app_for(backend: str, where: str) -> Ledger:
-    """backend 'sqlite' (where = file path) or 'postgresql' (where = database URL)."""
-    return Ledger(env=sqlite_env(where) if backend == "sqlite" else postgres_env(where))
+def app_for(backend: str, where: str, extra: dict | None = None) -> Ledger:
+    """backend 'sqlite' (where = file path) or 'postgresql' (where = database URL); `extra`
+    adds settings of its own (e.g. a pool of one connection for a one-thread writer process)."""
+    env = sqlite_env(where) if backend == "sqlite" else postgres_env(where)
+    return Ledger(env={**env, **(extra or {})})
 
 
 def sqlite_synchronous(app: Ledger) -> int:

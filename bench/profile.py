@@ -36,7 +36,7 @@ def _requests(settings: Settings) -> None:
     ledger = new_ledger(url)
     workload.seed_ledger(ledger, workload.opened(OPEN_COUNT, OPEN_BASE, TENANT))
     key = apikeys.create(ledger.store.engine, TENANT, ["connections:admin"])[1]
-    app = create_app({"DATABASE_URL": url, "RATELIMIT_DEFAULT": "", "COMPOSIO_WEBHOOK_SECRET": SECRET,
+    app = create_app({"DATABASE_URL": url, "LEDGER_ENV": "development", "RATELIMIT_DEFAULT": "", "COMPOSIO_WEBHOOK_SECRET": SECRET,
                       "COMPOSIO_API_KEY": "bench", "COMPOSIO_BASE_URL": "http://127.0.0.1:9"})
     client = app.test_client()
     path, hdr = f"/api/connections/{workload.cid(OPEN_BASE)}", {"X-Api-Key": key}

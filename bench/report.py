@@ -83,7 +83,32 @@ def targets(figs: dict, settings: Settings) -> list[Target]:
                  _m(figs, "status_read", "ours", "p99_ms"), 2 * hello_p99 if hello_p99 else 0),
         _at_most("export server RSS growth (MB), worst run", "<= 50 MB",
                  _worst(figs, "export", "ours", "rss_growth_mb"), 50),
+        *issue12_targets(figs),
     ]
+
+
+def issue12_targets(figs: dict) -> list[Target]:
+    """Issue 12's targets: writers that scale, and webhook ingest on PostgreSQL at 32 connections."""
+    c16, c1 = "concurrency_16_postgresql", "concurrency_1_postgresql"
+    out = [
+        _at_least("PostgreSQL 16 writers: ours vs bare insert", ">= 0.60x",
+                  _ratio(_m(figs, c16, "ours"), _m(figs, c16, "bare")), 0.6),
+        _at_least("PostgreSQL 16 writers: ours vs peer", ">= 4.00x",
+                  _ratio(_m(figs, c16, "ours"), _m(figs, c16, "peer")), 4.0),
+        _at_least("PostgreSQL 1 writer: ours vs bare insert", ">= 0.60x (not below 0.3x)",
+                  _ratio(_m(figs, c1, "ours"), _m(figs, c1, "bare")), 0.6),
+        _at_most("sequencing lag p99 at 16 writers (ms)", "<= 50 ms", _m(figs, c16, "ours", "lag_p99_ms"), 50,
+                 "" if _m(figs, c16, "ours", "lag_p99_ms") is not None or c16 not in figs
+                 else "sequenced inline: no lag to measure"),
+    ]
+    hooks = [k for k in figs if k.startswith("webhook_pg_32_") and not figs[k].na]
+    for k in hooks:
+        setup = k[len("webhook_pg_32_"):]
+        out += [_at_least(f"webhook PostgreSQL 32 conn. [{setup}] vs hello-world", ">= 0.50x",
+                          _ratio(_m(figs, k, "ours"), _m(figs, k, "hello")), 0.5),
+                _at_most(f"webhook PostgreSQL 32 conn. [{setup}] p99 (ms)", "<= 50 ms",
+                         _m(figs, k, "ours", "p99_ms"), 50)]
+    return out
 
 
 def _num(v, digits: int = 3) -> str:
@@ -104,7 +129,8 @@ def table(figures: list[Figure]) -> str:
              "|---|---|---:|---:|---|---:|---:|---|"]
     for f in figures:
         if f.na:
-            lines.append(f"| {f.title} | | {f.na} | | | | | |")
+            na = " ".join(f.na.split()).replace("|", "/")   # one table row, whatever the reason says
+            lines.append(f"| {f.title} | | {na} | | | | | |")
             continue
         for label, metrics in f.variants.items():
             v = metrics["value"]
@@ -114,6 +140,9 @@ def table(figures: list[Figure]) -> str:
             if "rss_growth_mb" in metrics:
                 r = metrics["rss_growth_mb"]
                 extra.append(f"RSS +{_num(r.median)} MB (max {_num(max(r.values))})")
+            if "lag_p99_ms" in metrics:
+                extra.append(f"seq lag p50 {_num(metrics['lag_p50_ms'].median)} ms, "
+                             f"p99 {_num(metrics['lag_p99_ms'].median)} ms")
             if "non2xx" in metrics and max(metrics["non2xx"].values):
                 extra.append(f"non-2xx: {sum(metrics['non2xx'].values)}")
             lines.append(f"| {f.title} | {label} | {_num(v.median)} | {_num(min(v.values))} – {_num(max(v.values))} "
@@ -129,21 +158,24 @@ def target_table(ts: list[Target]) -> str:
     return "\n".join(lines)
 
 
-def write(figures: list[Figure], ts: list[Target], meta: dict) -> str:
-    """latest.json and latest.md; returns the Markdown."""
+def write(figures: list[Figure], ts: list[Target], meta: dict, name: str = "latest") -> str:
+    """<name>.json and <name>.md (latest by default); returns the Markdown. A run of some
+    figures only (--only) lists only the targets it measured."""
     os.makedirs(RESULTS, exist_ok=True)
+    if meta.get("only"):
+        ts = [t for t in ts if t.measured is not None or "inline" in t.note]
     notes = [f"- {f.key}: {f.note}" for f in figures if f.note]
     md = "\n".join([
-        "# Benchmark results (latest run)", "",
+        f"# Benchmark results ({'latest run' if name == 'latest' else name})", "",
         f"Run {meta['finished']} on {meta['machine']}; {meta['runs']} runs per figure, variants alternated run "
         f"by run; N = {meta['events']:,} events{' (--quick)' if meta['quick'] else ''}. Median and min – max "
         "over the runs. Seconds: lower is better; rates: higher is better.", "",
         table(figures), "", "## Targets (ratios of medians measured in the same run)", "", target_table(ts), "",
         *(["## Notes", "", *notes, ""] if notes else []),
         "Settings: " + ", ".join(f"{k}={v}" for k, v in meta.items() if k not in ("finished", "machine")), ""])
-    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
         f.write(md)
-    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump({"meta": meta, "figures": [x.as_dict() for x in figures], "targets": [t.as_dict() for t in ts]},
                   f, indent=1)
     return md

@@ -1,7 +1,13 @@
 """Processes the HTTP figures load: gunicorn (ours and hello-world) and the fake Composio.
 
-Every gunicorn runs as `.venv/bin/gunicorn -w 2 -b 127.0.0.1:PORT <app>` with the defaults
-otherwise (sync workers, 30 s timeout): the same settings for the ceiling and for us.
+Every gunicorn runs as `.venv/bin/gunicorn -c CONFIG -w 2 -b 127.0.0.1:PORT <app>` with the
+defaults otherwise (sync workers, 30 s timeout): the same settings for the ceiling and for us.
+CONFIG is an empty file unless a figure asks for the repository's gunicorn.conf.py: gunicorn reads
+./gunicorn.conf.py by default, which would otherwise change these figures' settings unannounced.
+
+A server on a large database can take long to come up: readiness is polled (READY_TIMEOUT, with
+a line in the log every 30 s), and a server that dies or never answers is reported with the tail
+of its own log, so a figure that cannot be measured says why.
 """
 from __future__ import annotations
 
@@ -18,12 +24,15 @@ import urllib.request
 from .harness import ROOT, log
 
 WORKERS = 2
+READY_TIMEOUT = float(os.environ.get("BENCH_READY_TIMEOUT", "900"))
+REPO_CONFIG = os.path.join(ROOT, "gunicorn.conf.py")
 
 
-def call(method: str, url: str, headers: dict | None = None, body: bytes | None = None) -> tuple[int, bytes]:
+def call(method: str, url: str, headers: dict | None = None, body: bytes | None = None,
+         timeout: float = 30) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -55,10 +64,15 @@ class Process:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, path: str, timeout: float = 90) -> None:
-        """Until `path` answers (any status below 500); RuntimeError with the log's tail if it dies."""
-        deadline = time.monotonic() + timeout
+    def wait_ready(self, path: str, timeout: float = READY_TIMEOUT) -> None:
+        """Until `path` answers (any status below 500); RuntimeError with the log's tail if it
+        dies or is not ready in `timeout` seconds."""
+        started = time.monotonic()
+        deadline, said = started + timeout, started
         while time.monotonic() < deadline:
+            if time.monotonic() - said >= 30:
+                said = time.monotonic()
+                log(f"{self.name}: waiting for {path} ({said - started:.0f} s so far)")
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.tail()}")
             try:
@@ -71,6 +85,12 @@ class Process:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s: {self.tail()}")
+
+    def why(self) -> str:
+        """Whether it still runs, and the tail of its log: the reason a figure could not be measured."""
+        code = self.proc.poll()
+        state = "running" if code is None else f"exited with code {code}"
+        return f"{self.name} server {state}; its log ends: {self.tail(8)}"
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -97,10 +117,15 @@ class Process:
         self._log.close()
 
 
-def gunicorn(name: str, app: str, env: dict, workdir: str) -> Process:
+def gunicorn(name: str, app: str, env: dict, workdir: str, args: list[str] | None = None,
+             config: str | None = None) -> Process:
+    """gunicorn with `args` (default: -w 2, sync) and `config` (default: an empty file)."""
     port = free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    cmd = [exe, "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", app]
+    if config is None:
+        config = os.path.join(workdir, "gunicorn.empty.conf.py")
+        open(config, "a").close()
+    cmd = [exe, "-c", config, *(args if args is not None else ["-w", str(WORKERS)]), "-b", f"127.0.0.1:{port}", app]
     if _has_control_socket():
         # gunicorn >= 27 opens a control socket at one fixed path per user by default: keep off
         # it, so the bench never disturbs (or is disturbed by) someone else's gunicorn.

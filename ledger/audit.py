@@ -1,16 +1,23 @@
 """The offline auditor: verify an export and replay it, with no database and no Flask.
 
-    python -m ledger.audit verify-export FILE [--expect-head SEQ:HASH] [--public-key K] [--heads FILE]
+    python -m ledger.audit verify-export FILE [--range FROM:TO | --from-seq N] [--expect-head SEQ:HASH]
+                                              [--public-key K] [--heads FILE]
     python -m ledger.audit state FILE --as-of SEQ_OR_ISO_TIME
 
 An export is NDJSON, one envelope per line; each line's hash must equal
 sha256(prev_hash + "\\n" + canonical_json(line without "hash")), from 64 zeros at seq 1. The
 file is streamed line by line, so a million-event export needs no more memory than one.
+
+An export must start at seq 1 unless a part was asked for (--range, --from-seq) or it is anchored
+to a published head (--expect-head): otherwise cutting off its first events would go unnoticed.
+An empty export proves nothing and is not ok. Exit codes: 0 ok, 1 verification failed, 2 usage
+(a missing file, a bad argument).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Iterator
 
@@ -125,18 +132,35 @@ def _beside(path: str | None) -> list[dict]:
 
 
 def verify_export(path: str, expect: tuple[int, str] | None = None, public_key=None,
-                  heads: list[dict] = ()) -> dict:
+                  heads: list[dict] = (), start: int | None = None, end: int | None = None) -> dict:
+    """`start`/`end`: the part of the chain asked for (the file must begin at `start` and reach
+    `end`). Without `start` the file must begin at seq 1, unless `expect` anchors it."""
     checks = HeadChecks(expect, public_key, list(heads))
-    count, last = 0, (0, GENESIS_HASH)
+    count, first, last = 0, None, (0, GENESIS_HASH)
     try:
-        for env in checked_envelopes(path, on_hash=checks.on_hash):
+        for env in checked_envelopes(path, until_seq=end, on_hash=checks.on_hash):
+            if first is None:
+                first = int(env["seq"])
+                _check_start(first, start, expect)
             checks.on_envelope(env)
             count, last = count + 1, (env["seq"], env["hash"])
+        if first is None:
+            raise BadLine(0, start or 1, "the export has no events" + (" in the range asked for" if end else ""))
+        if end is not None and last[0] < end:
+            raise BadLine(0, last[0] + 1, f"the export stops at seq {last[0]}, before the range's end {end}")
         checks.finish()
     except BadLine as bad:
         return {"ok": False, "first_bad_seq": bad.seq, "line": bad.line or None, "reason": bad.reason}
-    return {"ok": True, "head": {"seq": last[0], "hash": last[1]}, "checked": count,
-            "signed_heads_checked": checks.signed_checked}
+    return {"ok": True, "first_seq": first, "last_seq": last[0], "head": {"seq": last[0], "hash": last[1]},
+            "checked": count, "signed_heads_checked": checks.signed_checked}
+
+
+def _check_start(first: int, start: int | None, expect) -> None:
+    if start is not None and first != start:
+        raise BadLine(1, start, f"the export starts at seq {first}, not at {start} as asked")
+    if start is None and expect is None and first != 1:
+        raise BadLine(1, 1, f"the export starts at seq {first}, not 1: its first events are missing "
+                            "(to check a part, give --range FROM:TO or --from-seq)")
 
 
 def state_as_of(path: str, as_of: str) -> dict:
@@ -152,11 +176,32 @@ def _parse_head(text: str) -> tuple[int, str]:
     return int(seq), hash_
 
 
+def _parse_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    if not (sep and low.isdigit() and high.isdigit()) or not 1 <= int(low) <= int(high):
+        raise argparse.ArgumentTypeError("expected FROM:TO, two seqs with 1 <= FROM <= TO")
+    return int(low), int(high)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("expected a seq (a whole number >= 1)")
+    return int(text)
+
+
+def _usage_error(message: str) -> int:
+    print(f"python -m ledger.audit: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ledger.audit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify-export", help="recompute the chain of an export")
     v.add_argument("file")
+    part = v.add_mutually_exclusive_group()
+    part.add_argument("--range", type=_parse_range, help="FROM:TO, the part of the chain the file should hold")
+    part.add_argument("--from-seq", type=_positive, help="the seq the file starts at (a range export)")
     v.add_argument("--expect-head", type=_parse_head, help="SEQ:HASH published earlier; the export must extend it")
     v.add_argument("--public-key", help="Ed25519 public key (PEM, file, or base64) to check signed heads")
     v.add_argument("--heads", help="signed heads served beside the export (GET /audit/heads)")
@@ -164,12 +209,19 @@ def main(argv=None) -> int:
     s.add_argument("file")
     s.add_argument("--as-of", required=True)
     args = parser.parse_args(argv)
+    if args.file != "-" and not os.path.isfile(args.file):
+        return _usage_error(f"cannot read {args.file}: no such file")
     if args.command == "verify-export":
         key = None
-        if args.public_key:
-            from .signing import load_public_key
-            key = load_public_key(args.public_key)
-        report = verify_export(args.file, args.expect_head, key, _beside(args.heads))
+        try:
+            if args.public_key:
+                from .signing import load_public_key
+                key = load_public_key(args.public_key)
+            beside = _beside(args.heads)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return _usage_error(f"--public-key/--heads: {exc}")
+        start, end = args.range or (args.from_seq, None)
+        report = verify_export(args.file, args.expect_head, key, beside, start=start, end=end)
         print(json.dumps(report))
         return 0 if report["ok"] else 1
     try:

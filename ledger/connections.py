@@ -6,9 +6,12 @@ exactly like a missing one, and the attempt is recorded as a security event.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
+import threading
+import time
 
 from . import decisions
 from . import envelope as ev
@@ -17,7 +20,7 @@ from .commands import (BindAgent, Caller, RequestDisconnect, RestoreConnection, 
                        UnbindAgent)
 from .clock import plus_seconds
 from .envelope import NewEvent, connection_stream
-from .projections import DISCONNECTING, ConnectionState
+from .projections import DISCONNECTING, ConnectionState, upstream_confirmed
 from .service import make_meta
 from .tables import bindings, connections
 from .txn import Prefetch, fitted_key
@@ -41,20 +44,70 @@ def _fingerprint(cmd) -> str:
     return hashlib.sha256(repr(cmd).encode()).hexdigest()[:32]
 
 
+class UnknownIdLookups:
+    """Bounds what ids the ledger never saw cost in calls to Composio (each is a GET there):
+    at most `per_minute` such lookups per caller per minute, and an id Composio said does not
+    exist is not asked about again for `not_found_seconds`. Beyond either, the answer is the
+    same 404 without asking. Per process (each worker keeps its own), in memory, bounded."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, per_minute: int, not_found_seconds: float):
+        self.per_minute, self.not_found_seconds = per_minute, not_found_seconds
+        self._lock = threading.Lock()
+        self._recent: dict[str, collections.deque] = {}      # caller -> monotonic times of lookups
+        self._missing: collections.OrderedDict = collections.OrderedDict()  # id -> until
+
+    def may_ask(self, caller: Caller, cid: str) -> bool:
+        now = time.monotonic()
+        who = f"{caller.kind}:{caller.tenant}:{caller.id}"
+        with self._lock:
+            until = self._missing.get(cid)
+            if until is not None:
+                if until > now:
+                    return False
+                del self._missing[cid]
+            recent = self._recent.get(who)
+            if recent is None:
+                if len(self._recent) >= self.MAX_ENTRIES:
+                    self._recent.pop(next(iter(self._recent)))
+                recent = self._recent[who] = collections.deque()
+            while recent and recent[0] <= now - 60.0:
+                recent.popleft()
+            if len(recent) >= self.per_minute:
+                log.warning("unknown-id lookups: %s is over %d a minute; answering 404 without asking Composio",
+                            who, self.per_minute)
+                return False
+            recent.append(now)
+            return True
+
+    def not_found(self, cid: str) -> None:
+        with self._lock:
+            self._missing[cid] = time.monotonic() + self.not_found_seconds
+            self._missing.move_to_end(cid)
+            while len(self._missing) > self.MAX_ENTRIES:
+                self._missing.popitem(last=False)
+
+
 class Connections:
     """The connection use cases over a Ledger and a ComposioGateway."""
 
     def __init__(self, ledger, gateway, *, grace_seconds: int = 604800, poll_interval: float = 3.0,
-                 after_commit=None):
+                 after_commit=None, unknown_lookups_per_minute: int = 20, not_found_seconds: float = 30.0,
+                 relay=None):
         self.ledger, self.gateway = ledger, gateway
         self.grace_seconds, self.poll_interval = grace_seconds, poll_interval
         self.after_commit = after_commit or (lambda connection_id: None)
+        self.lookups = UnknownIdLookups(unknown_lookups_per_minute, not_found_seconds)
+        # The inline relay (after_commit runs it): a write claims the actions it makes due in
+        # its own transaction and hands them to it, so the relay needs no claim transaction.
+        self.relay = relay
 
     # -- the write path ----------------------------------------------------------------------
     def _write(self, caller: Caller, cid: str | None, decide, *, trace_id=None, idempotency_key=None,
                fingerprint: str = "", action: str = "") -> dict:
         """load -> authorize -> decide -> append + outbox + idempotency -> commit -> signal."""
-        denied = False
+        denied, handed = False, []
         idem = _scoped_key(caller, idempotency_key)
         wanted = Prefetch(streams=(connection_stream(cid),) if cid else (), connections=(cid,),
                           bindings=(cid,), keys=(idem,))
@@ -76,10 +129,14 @@ class Connections:
                 decision = decide(txn, state)
                 answer = self._apply(txn, caller, cid, decision, make_meta(
                     caller.actor, caller.tenant, trace_id, idempotency_key=idempotency_key))
+                if decision.actions and self.relay is not None:
+                    handed = self.relay.claim_in_request(txn, cid)
                 if idem:
                     txn.remember(idem, fingerprint, [], json.dumps(answer))
         if denied:
             raise errors.NotFound("No such connection.")
+        if handed:
+            self.relay.hand_over(handed)
         if txn.recorded and cid:
             self.after_commit(cid)
         return answer
@@ -108,10 +165,14 @@ class Connections:
             kw.pop("idempotency_key", None)
         answer = self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
                              action="disconnect", **kw)
-        if cmd.immediate and not cmd.dry_run and answer.get("status") == DISCONNECTING:
-            # The purge ran right after the commit (the inline relay): answer where it got to.
+        if not cmd.dry_run and answer.get("status") == DISCONNECTING:
+            # The inline relay ran right after the commit (the disable, or an immediate purge):
+            # answer where it got to, and whether Composio has confirmed it.
             state, _ = self._read_one(cmd.connection_id)
-            answer = {**answer, "status": state.status} if state is not None else answer
+            if state is not None:
+                now = decisions.disconnect_answer(state)
+                answer = {**answer, "status": state.status, "upstreamConfirmed": now["upstreamConfirmed"],
+                          "warnings": list(answer.get("warnings", [])) + now["warnings"]}
         return answer
 
     def restore(self, caller: Caller, cmd: RestoreConnection, **kw) -> dict:
@@ -211,7 +272,8 @@ class Connections:
         return {"connectionId": state.connection_id, "toolkit": state.toolkit, "status": state.status,
                 "userId": state.user_id, "createdAt": state.created_at, "updatedAt": state.updated_at,
                 "purgeAt": state.purge_at, "lastUsedAt": state.last_used_at,
-                "statusReason": state.status_reason, "agents": [b.agent_id for b in bound]}
+                "statusReason": state.status_reason, "upstreamConfirmed": upstream_confirmed(state),
+                "agents": [b.agent_id for b in bound]}
 
     def _read_one(self, cid: str) -> tuple[ConnectionState | None, tuple]:
         return self.ledger.store.read_connection(cid)
@@ -235,9 +297,12 @@ class Connections:
         return state, bound
 
     def _observe(self, caller: Caller, cid: str, action: str, trace_id) -> ConnectionState:
+        if not self.lookups.may_ask(caller, cid):
+            raise errors.NotFound("No such connection.")
         try:
             account = self.gateway.get(cid)
         except errors.UpstreamNotFound:
+            self.lookups.not_found(cid)
             raise errors.NotFound("No such connection.") from None
         if caller.kind != "user" or account.user_id != caller.id:
             raise self.deny(caller, cid, action, trace_id)
@@ -317,14 +382,16 @@ class Connections:
                 for r in rows]
 
     def preflight(self, caller: Caller, toolkits: list[str]) -> dict:
-        """Which of these toolkits are connected (ACTIVE), pending (OAuth under way), missing."""
+        """`pending` is every required toolkit not ACTIVE (a frontend offers Connect for each);
+        `initiated` (OAuth under way) and `missing` (nothing usable) split it finer."""
         mine = self.list(caller)
         wanted = [t.lower() for t in toolkits]
         active = {c["toolkit"] for c in mine if c["status"] == "ACTIVE"}
-        pending = {c["toolkit"] for c in mine if c["status"] in ("INITIATED", "INITIALIZING")} - active
+        started = {c["toolkit"] for c in mine if c["status"] in ("INITIATED", "INITIALIZING")} - active
         return {"connected": [t for t in wanted if t in active],
-                "pending": [t for t in wanted if t in pending],
-                "missing": [t for t in wanted if t not in active and t not in pending],
+                "pending": [t for t in wanted if t not in active],
+                "initiated": [t for t in wanted if t in started],
+                "missing": [t for t in wanted if t not in active and t not in started],
                 "allReady": all(t in active for t in wanted)}
 
     def history(self, caller: Caller, cid: str, trace_id=None) -> list[dict]:
@@ -337,10 +404,17 @@ class Connections:
         return [e.as_dict() for e in self.ledger.read_stream(connection_stream(cid))]
 
     def agent_connections(self, caller: Caller, agent_id: str) -> list[dict]:
-        """The caller's connections bound to one agent."""
+        """The caller's connections bound to one agent, each with all its agents (two queries)."""
         from sqlalchemy import select
+        from .projections import Binding
         q = self._scope(select(connections).join(bindings, bindings.c.connection_id == connections.c.connection_id)
                         .where(bindings.c.agent_id == agent_id), caller)
         with self.ledger.store.read() as conn:
             rows = conn.execute(q.order_by(connections.c.connection_id)).all()
-        return [self._public(ConnectionState.from_row(r)) for r in rows]
+            ids = [r.connection_id for r in rows]
+            brows = conn.execute(select(bindings).where(bindings.c.connection_id.in_(ids))
+                                 .order_by(bindings.c.agent_id)).all() if ids else []
+        by_conn: dict = {}
+        for b in brows:
+            by_conn.setdefault(b.connection_id, []).append(Binding.from_row(b))
+        return [self._public(ConnectionState.from_row(r), tuple(by_conn.get(r.connection_id, ()))) for r in rows]

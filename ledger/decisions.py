@@ -11,7 +11,7 @@ from . import errors
 from .clock import plus_seconds
 from .commands import BindAgent, Caller, RequestDisconnect, UnbindAgent
 from .envelope import NewEvent
-from .projections import DISCONNECTED, DISCONNECTING, ConnectionState
+from .projections import DISCONNECTED, DISCONNECTING, ConnectionState, upstream_confirmed
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,23 @@ def may_act(state: ConnectionState | None, caller: Caller) -> bool:
 
 
 def disconnect_answer(state: ConnectionState, warnings=()) -> dict:
-    return {"connectionId": state.connection_id, "status": state.status,
-            "purgeAt": state.purge_at, "warnings": list(warnings)}
+    warnings = list(warnings)
+    if not upstream_confirmed(state):
+        warnings.append("Composio has not confirmed the disconnect: agents may still have access ("
+                        + state.status_reason.partition(": ")[2] + ")")
+    return {"connectionId": state.connection_id, "status": state.status, "upstreamConfirmed": upstream_confirmed(state),
+            "purgeAt": state.purge_at, "warnings": warnings}
 
 
 def decide_disconnect(state: ConnectionState, bound: tuple, cmd: RequestDisconnect, now: str,
                       grace_seconds: int, can_revoke: bool | None = None) -> Decision:
     """Disconnect: DISCONNECTING now, disabled at once, purged at purge_at (or now)."""
+    agents = [b.agent_id for b in bound]
+    if cmd.dry_run:
+        return Decision(answer=preview_disconnect(state, agents, cmd, now, grace_seconds, can_revoke))
     if state.status in (DISCONNECTING, DISCONNECTED):
         return Decision(answer=disconnect_answer(state))  # a repeat changes nothing
-    agents = [b.agent_id for b in bound]
-    if agents and not cmd.force and not cmd.dry_run:
+    if agents and not cmd.force:
         raise errors.AgentsBound("Agents still use this connection; pass force to disconnect anyway.",
                                  agents=agents)
     purge_at = now if cmd.immediate else plus_seconds(now, grace_seconds)
@@ -56,9 +62,6 @@ def decide_disconnect(state: ConnectionState, bound: tuple, cmd: RequestDisconne
     # Even with `immediate` the answer is DISCONNECTING: the purge is the relay's to finish.
     answer = {"connectionId": state.connection_id, "status": DISCONNECTING,
               "purgeAt": purge_at, "warnings": warnings}
-    if cmd.dry_run:
-        return Decision(answer={**answer, "dryRun": True, "agents": agents, "canRevoke": can_revoke,
-                                "currentStatus": state.status, "requiresForce": bool(agents) and not cmd.force})
     events = [NewEvent(ev.AGENT_UNBOUND, {"agent_id": a, "connection_id": state.connection_id,
                                           "reason": "connection disconnected"}) for a in agents]
     events.append(NewEvent(ev.DISCONNECT_REQUESTED, {
@@ -68,6 +71,27 @@ def decide_disconnect(state: ConnectionState, bound: tuple, cmd: RequestDisconne
     if not cmd.immediate:
         actions.insert(0, Action("disable", now))
     return Decision(tuple(events), tuple(actions), answer)
+
+
+def preview_disconnect(state: ConnectionState, agents: list, cmd: RequestDisconnect, now: str,
+                       grace_seconds: int, can_revoke: bool | None) -> dict:
+    """What a disconnect would do, in the conditional: a dry run changes nothing, so its answer
+    keeps the current status and never says anything was done."""
+    base = {"connectionId": state.connection_id, "status": state.status, "currentStatus": state.status,
+            "dryRun": True, "agents": agents, "canRevoke": can_revoke,
+            "requiresForce": bool(agents) and not cmd.force and state.status not in (DISCONNECTING, DISCONNECTED)}
+    if state.status in (DISCONNECTING, DISCONNECTED):
+        return {**base, "wouldSucceed": True, "wouldStatus": state.status, "wouldError": None,
+                "purgeAt": state.purge_at,
+                "warnings": [f"the connection is already {state.status}: a disconnect would change nothing"]}
+    if base["requiresForce"]:
+        return {**base, "wouldSucceed": False, "wouldStatus": None, "wouldError": errors.AgentsBound.code,
+                "purgeAt": None,
+                "warnings": [f"a disconnect without force would be refused (409 {errors.AgentsBound.code}): "
+                             f"agents {', '.join(agents)} still use this connection; with force they would be unbound"]}
+    purge_at = now if cmd.immediate else plus_seconds(now, grace_seconds)
+    return {**base, "wouldSucceed": True, "wouldStatus": DISCONNECTING, "wouldError": None, "purgeAt": purge_at,
+            "warnings": [f"agent {a} would be unbound" for a in agents]}
 
 
 def decide_restore(state: ConnectionState, now: str, disable_unsent: bool) -> Decision:

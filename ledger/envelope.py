@@ -110,6 +110,10 @@ UPSTREAM_ENABLED = "connection.upstream_enabled"
 UPSTREAM_REVOKED = "connection.upstream_revoked"
 UPSTREAM_DELETED = "connection.upstream_deleted"
 UPSTREAM_MISSING = "connection.upstream_missing"  # Composio no longer has it (deleted out of band)
+# Composio answered 404 to one of our actions: it has no such account. Nothing was done there
+# (no grant revoked, nothing deleted): recorded as exactly that, never as a revoke or a delete.
+UPSTREAM_NOT_FOUND = "connection.upstream_not_found"
+NOT_FOUND_UPSTREAM = "not_found_upstream"         # the outcome such an action and its completion carry
 PROVIDER_ACTION_FAILED = "connection.provider_action_failed"
 PROVIDER_ACTION_DEAD_LETTERED = "connection.provider_action_dead_lettered"
 AGENT_BOUND = "agent.bound"

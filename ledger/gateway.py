@@ -83,6 +83,11 @@ class SdkGateway:
                     self._client = sdk.client
         return self._client
 
+    def warm(self) -> None:
+        """Import the SDK and build the client now (a relay does this before its first claim)."""
+        self.client  # noqa: B018 - the property builds it
+        import composio_client  # noqa: F401 - _call's error types
+
     def _call(self, what: str, fn, *args, **kwargs):
         import composio_client as cc
         try:
@@ -141,8 +146,17 @@ class SdkGateway:
             connection["callback_url"] = callback_url
         if credentials:
             connection["state"] = {"authScheme": "API_KEY", "val": {"status": "ACTIVE", **credentials}}
-        created = self._call("initiate", self.client.connected_accounts.create,
-                             auth_config={"id": self._auth_config_for(toolkit)}, connection=connection)
+        cached = toolkit in self._auth_configs
+        try:
+            created = self._call("initiate", self.client.connected_accounts.create,
+                                 auth_config={"id": self._auth_config_for(toolkit)}, connection=connection)
+        except (errors.UpstreamNotFound, errors.UpstreamRejected) as exc:
+            if not cached or getattr(exc, "details", {}).get("status", 404) not in (400, 404):
+                raise
+            # The auth config we remembered is gone (changed at Composio): look it up afresh, once.
+            self._auth_configs.pop(toolkit, None)
+            created = self._call("initiate", self.client.connected_accounts.create,
+                                 auth_config={"id": self._auth_config_for(toolkit)}, connection=connection)
         redirect = getattr(created, "redirect_url", None) or getattr(created, "redirect_uri", None)
         return Link(id=created.id, status=created.status, redirect_url=redirect)
 

@@ -11,6 +11,7 @@ from operator import attrgetter
 from typing import Callable, Iterable
 
 from . import envelope as ev
+from .clock import plus_seconds
 from .envelope import Envelope
 
 DISCONNECTING = "DISCONNECTING"
@@ -20,6 +21,14 @@ COMPOSIO_STATUSES = frozenset({"INITIALIZING", "INITIATED", "ACTIVE", "INACTIVE"
 STATUSES = COMPOSIO_STATUSES | {DISCONNECTING, DISCONNECTED}
 # While disconnecting, these upstream states still matter for what a restore goes back to.
 _REMEMBERED_WHILE_DISCONNECTING = frozenset({"FAILED", "EXPIRED", "REVOKED"})
+# Reports that take away access. Composio stamps its reports with its own clock (to the
+# second in webhook headers), we stamp ours with ours: times less than CLOCK_SKEW_SECONDS apart
+# cannot be ordered across the two. Within that window a report that takes access away wins
+# over our last change (a connection Composio says has expired must not stay ACTIVE because the
+# clocks differ by a second); good news never wins that way, and anything older than the
+# window is stale (recorded, not applied).
+_TAKES_ACCESS_AWAY = frozenset({"FAILED", "EXPIRED", "REVOKED", "INACTIVE"})
+CLOCK_SKEW_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -93,15 +102,21 @@ def _touch(state: ConnectionState, env: Envelope, **changes) -> ConnectionState:
 
 def _set_status(state: ConnectionState, env: Envelope, status: str, reason=None) -> ConnectionState:
     """An upstream status report: late reports and reports after the end change nothing."""
+    changed_at = env.occurred_at
     if env.occurred_at < state.status_changed_at:
-        return state  # older than what we already know: recorded, but it does not move us back
+        if not (status in _TAKES_ACCESS_AWAY and state.status not in _TAKES_ACCESS_AWAY
+                and plus_seconds(env.occurred_at, CLOCK_SKEW_SECONDS) > state.status_changed_at):
+            return state  # older than what we already know: recorded, but it does not move us back
+        changed_at = state.status_changed_at  # keep status_changed_at from going backwards
     if state.status == DISCONNECTING:
         if status in _REMEMBERED_WHILE_DISCONNECTING:
-            return _touch(state, env, previous_status=status, status_reason=reason)
+            # an unconfirmed disconnect keeps saying so: that is what decides agents' access now
+            keep = state.status_reason if not upstream_confirmed(state) else reason
+            return _touch(state, env, previous_status=status, status_reason=keep)
         return state
     if status == state.status and reason == state.status_reason:
         return state
-    return _touch(state, env, status=status, status_reason=reason, status_changed_at=env.occurred_at)
+    return _touch(state, env, status=status, status_reason=reason, status_changed_at=changed_at)
 
 
 def _born(env: Envelope, status: str) -> ConnectionState:
@@ -129,18 +144,56 @@ def _status_from_data(status: str | None = None):
     return apply
 
 
+# --- whether Composio has confirmed a disconnect -------------------------------------------
+# From DISCONNECT_REQUESTED until Composio confirms that agents lost access (the disable, or a
+# revoke of the grant, went through; or Composio has no such account), the status_reason of a
+# DISCONNECTING connection starts with UNCONFIRMED and says why: waiting, or the attempts that
+# failed, or the dead-lettered action. It is the ledger's own events that say so: rebuild agrees.
+UNCONFIRMED = "upstream_unconfirmed"
+
+
+def upstream_confirmed(state: ConnectionState) -> bool:
+    """False while a disconnect has not been confirmed by Composio (agents may still have access)."""
+    return not (state.status == DISCONNECTING and (state.status_reason or "").startswith(UNCONFIRMED))
+
+
 def _disconnect_requested(state, env):
     if state is None:
         return None
     return _touch(state, env, status=DISCONNECTING, previous_status=env.data.get("previous_status", state.status),
-                  purge_at=env.data.get("purge_at"), status_changed_at=env.occurred_at)
+                  purge_at=env.data.get("purge_at"), status_changed_at=env.occurred_at,
+                  status_reason=f"{UNCONFIRMED}: waiting for Composio to confirm that agents lost access")
 
 
 def _disconnect_cancelled(state, env):
     if state is None or state.status != DISCONNECTING:
         return state
+    reason = None if not upstream_confirmed(state) else state.status_reason
     return _touch(state, env, status=state.previous_status or "ACTIVE", previous_status=None,
-                  purge_at=None, status_changed_at=env.occurred_at)
+                  purge_at=None, status_changed_at=env.occurred_at, status_reason=reason)
+
+
+def _access_ended_upstream(state, env):
+    if state is None or upstream_confirmed(state):
+        return state
+    if env.type == ev.UPSTREAM_REVOKED and env.data.get("supported") is not True:
+        return state  # nothing was revoked: the grant still works until the delete
+    if env.type == ev.UPSTREAM_NOT_FOUND and env.data.get("action") == "enable":
+        return state
+    return _touch(state, env, status_reason=None)
+
+
+def _action_not_confirmed(state, env):
+    if state is None or upstream_confirmed(state) or env.data.get("action") == "enable":
+        return state
+    d = env.data
+    if env.type == ev.PROVIDER_ACTION_DEAD_LETTERED:
+        why = (f"Composio never confirmed the {d.get('action')}: given up after {d.get('attempts')} attempts "
+               f"({d.get('error')}); agents may still have access until an operator retries it")
+    else:
+        why = (f"Composio has not confirmed the {d.get('action')}: attempt {d.get('attempt')} failed "
+               f"({d.get('error')}), retrying; agents may still have access")
+    return _touch(state, env, status_reason=f"{UNCONFIRMED}: {why}"[:500])
 
 
 def _disconnected(state, env):
@@ -171,6 +224,11 @@ _CONNECTION_EVOLVERS: dict[str, Callable] = {
     ev.DISCONNECT_COMPLETED: _disconnected,
     ev.UPSTREAM_MISSING: _disconnected,
     ev.USED: _used,
+    ev.UPSTREAM_DISABLED: _access_ended_upstream,
+    ev.UPSTREAM_REVOKED: _access_ended_upstream,
+    ev.UPSTREAM_NOT_FOUND: _access_ended_upstream,
+    ev.PROVIDER_ACTION_FAILED: _action_not_confirmed,
+    ev.PROVIDER_ACTION_DEAD_LETTERED: _action_not_confirmed,
 }
 
 

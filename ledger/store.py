@@ -126,6 +126,10 @@ class EventStore:
         txn.flush(cur)
         if head_moved:
             self.hot.run(cur, "update_head", {"seq": txn.head_seq, "hash": txn.head_hash, "recorded_at": txn.now})
+            if self.dialect == "postgresql":
+                # FEED NOTIFY (H7, issue 14): tells ledger/feed.py's listeners, delivered at COMMIT.
+                # Stand-in until the sequencer sends it after sequencing (issue 12): move it there.
+                cur.execute("SELECT pg_notify('ledger_sequenced', %(seq)s)", {"seq": str(txn.head_seq)})
         if self.dialect == "postgresql":
             send_pg(txn.conn, cur.statements + ["COMMIT"])
 

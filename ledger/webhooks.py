@@ -139,7 +139,22 @@ def _unknown(body: dict) -> dict:
 def _text(value) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
-    return value.strip()[:_MAX_TEXT]
+    return storable(value.strip())[:_MAX_TEXT]
+
+
+def storable(text: str) -> str:
+    """`text` with what no column or hash can hold written out as escapes: a NUL (PostgreSQL's
+    text refuses it) becomes `\\u0000` and a lone surrogate (no UTF-8 can encode it) `\\ud800`.
+    A verified delivery is a fact from Composio: it is recorded legibly, never refused for this."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 
 
 def _id(value) -> str | None:

@@ -10,6 +10,19 @@ from sqlalchemy import create_engine, text
 from tests.support import databases as dbs
 from web.db import upgrade
 
+# A "discard" address: a test app that reaches Composio without naming one gets a refused
+# connection, never an answer that could be recorded as a fact.
+NOWHERE_COMPOSIO = "http://127.0.0.1:9"
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_by_default(monkeypatch):
+    """Production is the service's default; apps built in tests ask for the sandbox explicitly
+    (a test of production mode passes LEDGER_ENV=production, or a clean environment to a process)."""
+    monkeypatch.setenv("LEDGER_ENV", "development")
+    monkeypatch.setenv("COMPOSIO_BASE_URL", NOWHERE_COMPOSIO)
+
+
 BACKENDS = ["sqlite"] + (["postgresql"] if dbs.pg_admin_url() else [])
 
 

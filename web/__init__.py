@@ -27,8 +27,10 @@ def create_app(config: dict | None = None) -> Flask:
         upgrade_locked(engine)
 
     from .errors import register_error_handlers
+    from .limits import register_header_limits
     from .requests import register_request_hooks
     register_error_handlers(app)
+    register_header_limits(app)   # first: nothing reads an oversize header
     register_request_hooks(app)
 
     from .auth import init_auth
@@ -38,9 +40,9 @@ def create_app(config: dict | None = None) -> Flask:
     limiter = init_limiter(app)
     wire_services(app)
 
-    from . import agents, audit, connections, openapi, ops, webhooks
+    from . import agents, audit, connections, events, openapi, ops, webhooks
     from .metrics import register_metrics
-    for blueprint in (connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp, webhooks.bp):
+    for blueprint in (events.bp, connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     register_metrics(app)
     for name in ("ops.healthz", "ops.readyz", "openapi.openapi"):  # webhooks exempt themselves

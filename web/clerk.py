@@ -17,6 +17,8 @@ from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
 log = logging.getLogger("web.auth")
 _REQUIRED = ["exp", "iat", "sub"]
+_NUMERIC = ("exp", "nbf", "iat")
+_TEXT = ("sub", "sid", "org_id", "azp", "iss")
 
 
 @dataclass(frozen=True)
@@ -105,14 +107,29 @@ class ClerkVerifier:
             return None  # maybe another configured key signed it
         except jwt.PyJWTError as exc:
             raise TokenRejected(reason=type(exc).__name__) from None
+        except (TypeError, ValueError, OverflowError):  # pyjwt's int() of a list, NaN or 1e400 in `exp`
+            raise TokenRejected(reason="a time claim is not a number") from None
 
     def _person(self, claims: dict) -> Person:
-        sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub.strip():
+        _check_types(claims)
+        sub = claims["sub"]
+        if not sub.strip():
             raise TokenRejected(reason="no sub")
         azp = claims.get("azp")
         if azp is not None and self.parties and azp not in self.parties:
             raise TokenRejected(reason="azp not authorized")
         org = claims.get("org_id")
-        tenant = org if isinstance(org, str) and org else sub
+        tenant = org if org else sub
         return Person(sub, tenant, claims.get("sid"))
+
+
+def _check_types(claims: dict) -> None:
+    """Claims of the wrong JSON type are refused, not coerced: pyjwt reads an `exp` of "9999999999"
+    as a number and `true` as 1, and a list in `azp` would not even compare with a string."""
+    for name in _NUMERIC:
+        value = claims.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TokenRejected(reason=f"{name} is not a number")
+    for name in _TEXT:
+        if name in claims and not isinstance(claims[name], str):
+            raise TokenRejected(reason=f"{name} is not a string")

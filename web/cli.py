@@ -1,4 +1,7 @@
-"""`flask --app wsgi ledger …` and `flask --app wsgi db upgrade`."""
+"""`flask --app wsgi ledger …` and `flask --app wsgi db upgrade`.
+
+Exit codes (README): 0 ok, 1 verification failed (or the thing asked for does not exist),
+2 usage or configuration, 3 storage unreachable; a failure is one line on stderr."""
 from __future__ import annotations
 
 import json
@@ -8,21 +11,30 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-ledger_cli = AppGroup("ledger", help="Verify, rebuild and replay the connection ledger.")
-db_cli = AppGroup("db", help="Database migrations.")
+EXIT_FAILED, EXIT_USAGE, EXIT_STORAGE = 1, 2, 3
+
+
+class StorageAwareGroup(AppGroup):
+    """A database that cannot be reached is one line and exit 3 for every command below."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from .boot import storage_message
+            message = storage_message(exc)
+            if message is None:
+                raise
+            click.echo(f"connection-ledger: {message}", err=True)
+            ctx.exit(EXIT_STORAGE)
+
+
+ledger_cli = StorageAwareGroup("ledger", help="Verify, rebuild and replay the connection ledger.")
+db_cli = StorageAwareGroup("db", help="Database migrations.")
 
 
 def _ledger():
     return current_app.extensions["ledger"]
-
-
-def require_composio() -> None:
-    """Commands that call Composio need the real one: the sandbox's lives in the server process,
-    and an empty one would make every live connection look deleted."""
-    if not current_app.config.get("COMPOSIO_API_KEY"):
-        click.echo("COMPOSIO_API_KEY is not set: this command talks to Composio and needs the real one "
-                   "(the development sandbox's Composio exists only inside `make run`).", err=True)
-        sys.exit(2)
 
 
 @db_cli.command("upgrade")
@@ -42,7 +54,7 @@ def verify(from_seq, to_seq):
     click.echo(json.dumps(result.as_dict()))
     if not result.ok:
         click.echo(f"chain broken at seq {result.first_bad_seq}: {result.reason}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @ledger_cli.command("rebuild")
@@ -99,7 +111,10 @@ def api_key_create(tenant, scopes, name):
 def api_key_list():
     """List keys (never the keys themselves)."""
     from ledger import apikeys
-    for k in apikeys.list_keys(current_app.extensions["engine"]):
+    keys = apikeys.list_keys(current_app.extensions["engine"])
+    if not keys:
+        click.echo("no API keys")
+    for k in keys:
         state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
         click.echo(f"{k.id}\t{k.name}\t{k.tenant}\t{' '.join(sorted(k.scopes))}\t{k.created_at}\t{state}")
 
@@ -111,7 +126,7 @@ def api_key_revoke(key_id):
     from ledger import apikeys
     if not apikeys.revoke(current_app.extensions["engine"], key_id):
         click.echo(f"no active key {key_id}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     click.echo(f"revoked {key_id}")
 
 
@@ -124,7 +139,6 @@ def relay_cmd(once, interval, sign_every):
     """Carry out owed Composio actions until SIGTERM (or once)."""
     import signal
     import threading
-    require_composio()
     relay = current_app.extensions["relay"]
     if once:
         click.echo(json.dumps({"attempted": relay.run_once()}))
@@ -138,6 +152,8 @@ def relay_cmd(once, interval, sign_every):
 
 
 def _head_signer(every: float):
+    """Every `every` seconds, sign the head if it moved since the last signed head (a signed head
+    of its own is not a move: signing it would only sign the previous signature)."""
     if every <= 0:
         return None
     import time
@@ -148,9 +164,27 @@ def _head_signer(every: float):
         if time.monotonic() - state["last"] >= every:
             state["last"] = time.monotonic()
             with app.app_context():
-                from .heads import sign_head
-                sign_head(app)
+                from .heads import sign_head_if_moved
+                sign_head_if_moved(app)
     return maybe_sign
+
+
+@ledger_cli.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="write to this file instead of stdout")
+@click.option("--from-seq", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--to-seq", type=click.IntRange(min=1), default=None)
+def export_cmd(output, from_seq, to_seq):
+    """The auditor's export without HTTP: the lines of GET /audit/export (NDJSON)."""
+    lines = _ledger().store.iter_export_lines(from_seq, to_seq)
+    if output is None:
+        for line in lines:
+            sys.stdout.write(line)
+        sys.stdout.flush()
+        return
+    with open(output, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
 
 
 @ledger_cli.group("outbox", invoke_without_command=True)
@@ -160,8 +194,14 @@ def outbox_cmd(ctx):
     """List pending and dead Composio actions."""
     if ctx.invoked_subcommand:
         return
-    from ledger.outbox import list_actions
-    for a in list_actions(current_app.extensions["ledger"]):
+    from ledger.outbox import backlog, list_actions
+    b = backlog(current_app.extensions["ledger"])
+    click.echo(f"backlog: {b['pending']} due (oldest waiting {b['oldest_due_age_seconds']:.0f} s), "
+               f"{b['scheduled']} scheduled, {b['dead']} dead")
+    actions = list(list_actions(current_app.extensions["ledger"]))
+    if not actions:
+        click.echo("no pending or dead actions")
+    for a in actions:
         click.echo(f"{a['id']}\t{a['status']}\t{a['action']}\t{a['connection_id']}\tattempts={a['attempts']}"
                    f"\tnot_before={a['not_before']}\t{a['last_error'] or ''}")
 
@@ -173,7 +213,7 @@ def outbox_retry(action_id):
     from ledger.outbox import retry
     if not retry(current_app.extensions["ledger"], action_id):
         click.echo(f"no pending or dead action {action_id}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     click.echo(f"re-queued {action_id}")
 
 
@@ -185,22 +225,26 @@ def outbox_retry(action_id):
 def dev_token(user, org, ttl):
     """Print a session token the development server accepts (never in production)."""
     if current_app.config["LEDGER_ENV"] == "production":
-        click.echo("dev tokens do not exist in production", err=True)
-        sys.exit(1)
+        click.echo("dev tokens do not exist in production (LEDGER_ENV=development, or `make -s token`)", err=True)
+        sys.exit(EXIT_USAGE)
     from .devkeys import DEV_ISSUER, load_or_create_dev_key, mint_dev_token
     key = load_or_create_dev_key(current_app.instance_path)
     click.echo(mint_dev_token(key, user, issuer=DEV_ISSUER, org_id=org, ttl_seconds=ttl))
 
 
 @ledger_cli.command("sign-head")
-def sign_head_cmd():
+@click.option("--if-moved", is_flag=True, help="only if an event other than a signed head was recorded since the last one")
+def sign_head_cmd(if_moved):
     """Sign the current head with LEDGER_SIGNING_KEY and record it in the chain."""
-    from .heads import SigningNotConfigured, sign_head
+    from .heads import SigningNotConfigured, sign_head, sign_head_if_moved
     try:
-        head = sign_head(current_app)
+        head = sign_head_if_moved(current_app) if if_moved else sign_head(current_app)
     except SigningNotConfigured as exc:
         click.echo(str(exc), err=True)
-        sys.exit(1)
+        sys.exit(EXIT_USAGE)
+    if head is None:
+        click.echo(f"not signed: nothing recorded since the signed head at seq {current_app.extensions['last_signed_seq']}")
+        return
     click.echo(json.dumps(head))
 
 

@@ -10,9 +10,13 @@ class ConfigError(RuntimeError):
     """The configuration would make the service unsafe or unusable."""
 
 
+DEV_COMPOSIO_API_KEY = "dev-sandbox-key"
+SANDBOX_HINT = "the sandbox: `make run`, or LEDGER_ENV=development with COMPOSIO_BASE_URL naming a sandbox Composio"
+
+
 DEFAULTS = {
     "DATABASE_URL": None,                 # None -> SQLite under the instance folder
-    "LEDGER_ENV": "development",          # development | production
+    "LEDGER_ENV": "production",           # production unless the sandbox is asked for (`make run`)
     "COMPOSIO_API_KEY": None,
     "COMPOSIO_BASE_URL": None,
     "COMPOSIO_USER_ID_PREFIX": "",
@@ -33,15 +37,20 @@ DEFAULTS = {
     "AUTO_MIGRATE": True,
     "RELAY_INLINE": True,                 # run due outbox actions right after the request commits
     "RELAY_IN_PROCESS": False,            # a relay thread inside the web process (the sandbox: `make run`)
-    "RELAY_MAX_ATTEMPTS": 6,
-    "RELAY_BASE_DELAY_SECONDS": 2.0,
+    "RELAY_MAX_ATTEMPTS": 0,              # 0: no cap on attempts; RELAY_RETRY_FOR_SECONDS decides
+    "RELAY_BASE_DELAY_SECONDS": 2.0,      # backoff doubles from this, with jitter...
+    "RELAY_MAX_DELAY_SECONDS": 300.0,     # ...up to this between attempts
+    "RELAY_RETRY_FOR_SECONDS": 21600.0,   # a failing action is dead-lettered this long after it fell due
     "RELAY_LEASE_SECONDS": 120.0,         # a claimed action is retried by another relay after this
     "POLL_INTERVAL_SECONDS": 3.0,         # at most one Composio status call per connection per interval
+    "SSE_HEARTBEAT_SECONDS": 15.0,        # a comment line on every live stream this often (issue 14)
+    "FEED_CHECK_SECONDS": 1.0,            # SQLite: how often a process checks for other processes' writes
 }
 
 _INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_LENGTH",
          "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS"}
-_FLOATS = {"API_KEY_CACHE_SECONDS", "COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS"}
+_FLOATS = {"API_KEY_CACHE_SECONDS", "COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS",
+           "RELAY_MAX_DELAY_SECONDS", "RELAY_RETRY_FOR_SECONDS", "SSE_HEARTBEAT_SECONDS", "FEED_CHECK_SECONDS"}
 _BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE", "RELAY_IN_PROCESS"}
 
 
@@ -68,6 +77,8 @@ def load(instance_path: str, overrides: dict | None = None, environ=os.environ) 
             settings[name] = _parse(name, environ[name])
     for name, value in (overrides or {}).items():
         settings[name] = _parse(name, value) if name in DEFAULTS else value
+    if settings["LEDGER_ENV"] == "development" and not settings["COMPOSIO_API_KEY"]:
+        settings["COMPOSIO_API_KEY"] = DEV_COMPOSIO_API_KEY  # the sandbox Composio takes any key
     if not settings["DATABASE_URL"]:
         Path(instance_path).mkdir(parents=True, exist_ok=True)
         settings["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'ledger.db'}"
@@ -89,9 +100,14 @@ def check(s: dict) -> None:
         raise ConfigError("MAX_CONTENT_LENGTH must be > 0")
     if s["LEDGER_ENV"] not in ("development", "production"):
         raise ConfigError("LEDGER_ENV must be development or production")
+    if s["LEDGER_ENV"] == "development" and not s.get("COMPOSIO_BASE_URL"):
+        # One sandbox Composio shared by every process, never one per process: a purge sent to
+        # a Composio that never saw the account would be recorded as a false "already gone".
+        raise ConfigError("development mode needs COMPOSIO_BASE_URL: the one sandbox Composio every process "
+                          "shares (`make run` starts it; or python -m web.dev.composio_server --port 5001)")
     if s["LEDGER_ENV"] == "production":
         missing = [n for n in ("COMPOSIO_API_KEY", "CLERK_ISSUER", "COMPOSIO_WEBHOOK_SECRET") if not s.get(n)]
         if not (s.get("CLERK_JWKS_URL") or s.get("CLERK_JWT_KEY")):
             missing.append("CLERK_JWKS_URL or CLERK_JWT_KEY")
         if missing:
-            raise ConfigError("production mode needs " + ", ".join(missing))
+            raise ConfigError("production mode (the default) needs " + ", ".join(missing) + "; for " + SANDBOX_HINT)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify
+from werkzeug.routing import BaseConverter
 
 from ledger.commands import RequestDisconnect, RestoreConnection, StartConnection
 from ledger.errors import NotFound
@@ -11,6 +12,16 @@ from .queries import DisconnectQuery, DryRunQuery, ListQuery, parse_query
 from .schemas import DisconnectRequest, PreflightRequest, StartConnectionRequest, idempotency_key, parse_body, valid_id
 
 bp = Blueprint("connections", __name__, url_prefix="/api/connections")
+
+
+class _ConnectionId(BaseConverter):
+    """A path segment other than the fixed words this blueprint routes (`disconnect`,
+    `preflight`): without it `GET /api/connections/disconnect` matched `GET /<cid>` and
+    looked up a connection called "disconnect", and OPTIONS listed GET for it."""
+    regex = r"(?!(?:disconnect|preflight)(?:/|$))[^/]+"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("connection_id", _ConnectionId))
 
 
 def _svc():
@@ -55,14 +66,19 @@ def preflight():
     return jsonify(_svc().preflight(auth.current().caller(), body.toolkits))
 
 
-@bp.get("/<cid>")
+@bp.get("/<connection_id:cid>")
 @auth.require_person_or_admin
 def get_connection(cid):
-    """One connection; while INITIATED, Composio is asked for news (rate-bound)."""
+    """One connection; while INITIATED, Composio is asked for news (rate-bound). ?wait=N (<= 60 s)
+    answers once the status changes, or after N seconds with it unchanged."""
+    from .events import WaitQuery, wait_for_change
+    wait = parse_query(WaitQuery).wait
+    if wait:
+        return jsonify(wait_for_change(auth.current().caller(), _checked_id(cid), wait, g.trace_id))
     return jsonify(_svc().get(auth.current().caller(), _checked_id(cid), trace_id=g.trace_id))
 
 
-@bp.get("/<cid>/history")
+@bp.get("/<connection_id:cid>/history")
 @auth.require_person_or_admin
 def history(cid):
     """This connection's events, for its owner."""
@@ -87,7 +103,7 @@ def disconnect_body():
     return jsonify({"success": True, **answer})
 
 
-@bp.delete("/<cid>")
+@bp.delete("/<connection_id:cid>")
 @auth.require_person_or_admin
 def disconnect_rest(cid):
     """Disconnect (REST form, ?force=&immediate=&dry_run=) -> 204."""
@@ -98,7 +114,7 @@ def disconnect_rest(cid):
     return "", 204
 
 
-@bp.post("/<cid>/restore")
+@bp.post("/<connection_id:cid>/restore")
 @auth.require_person_or_admin
 def restore(cid):
     """Undo a disconnect inside the grace period."""

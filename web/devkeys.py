@@ -3,6 +3,7 @@ service accepts. Production never loads it (web/auth.py)."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,21 +24,36 @@ class DevKey:
 
 
 def load_or_create_dev_key(instance_path: str) -> DevKey:
-    """The key at <instance>/dev-signing-key.pem, created (0600) on first use."""
+    """The key at <instance>/dev-signing-key.pem, created (0600) on first use. Several processes
+    may start at once (gunicorn workers): each writes a complete temporary file and links it
+    into place; os.link never replaces a file, so exactly one wins and every process reads it."""
     path = Path(instance_path) / KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+        _create_once(path)
     private_pem = path.read_text()
     key = serialization.load_pem_private_key(private_pem.encode(), password=None)
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     return DevKey(private_pem, public_pem)
+
+
+def _create_once(path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{KEY_FILE}.")  # 0600 already
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won: its key is the key
+    finally:
+        os.unlink(tmp)
 
 
 def mint_dev_token(key: DevKey, user_id: str, *, issuer: str = DEV_ISSUER, org_id: str | None = None,

@@ -1,7 +1,9 @@
 """The one error envelope, and the only place ledger errors become HTTP statuses."""
 from __future__ import annotations
 
+import json
 import logging
+import sys
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -47,12 +49,24 @@ def envelope(status: int, code: str, message: str, details=None, headers=None):
         "code": code, "message": message, "type": _TYPES.get(status, "error"), "status": status,
         "trace_id": getattr(g, "trace_id", None), "timestamp": iso(now())}}
     if details is not None:
-        body["error"]["details"] = details
+        body["error"]["details"] = _encodable(details)
     resp = jsonify(body)
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
+
+def _encodable(value):
+    """`value` with every string UTF-8 can carry: a lone surrogate a client sent (as a key, say)
+    is echoed in `loc` as its escape, so the error about it cannot itself fail to render."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def ledger_status(exc: le.LedgerError) -> int:
@@ -89,7 +103,40 @@ def _unexpected(exc: Exception):
     return envelope(500, "INTERNAL_ERROR", "Something went wrong on our side.")
 
 
+_SERVER_MESSAGES = {400: "The request is not valid HTTP (a malformed request line or header).",
+                    414: "The request line is too long.", 431: "The request headers are too large.",
+                    501: "This transfer coding is not supported."}
+
+
+def server_error_bytes(status: int, reason: str) -> bytes:
+    """A whole HTTP/1.1 response carrying the envelope, for errors the server answers itself,
+    before any request reaches Flask (no trace id exists yet: none is given)."""
+    body = json.dumps({"success": False, "error": {
+        "code": _HTTP_CODES.get(status, {414: "URI_TOO_LONG", 431: "HEADERS_TOO_LARGE"}.get(status, "HTTP_ERROR")),
+        "message": _SERVER_MESSAGES.get(status, reason), "type": _TYPES.get(status, "invalid_request"),
+        "status": status, "trace_id": None, "timestamp": iso(now())}}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    return head + body
+
+
+def _gunicorn_answers_in_the_envelope() -> None:
+    """gunicorn answers a request it cannot parse (a DEL in a header, an oversized header or
+    request line) itself, with an HTML page, through `gunicorn.util.write_error`. Only when the
+    app runs under gunicorn is that function swapped for one that writes the envelope; a
+    gunicorn config file is not needed for it, and other servers are untouched."""
+    util = sys.modules.get("gunicorn.util")
+    if util is None or getattr(util.write_error, "_envelope", False):
+        return
+
+    def write_error(sock, status_int, reason, mesg):
+        util.write_nonblock(sock, server_error_bytes(int(status_int), str(reason)))
+    write_error._envelope = True
+    util.write_error = write_error
+
+
 def register_error_handlers(app: Flask) -> None:
+    _gunicorn_answers_in_the_envelope()
     app.register_error_handler(ApiError, lambda e: envelope(e.status, e.code, e.message, e.details, e.headers))
     app.register_error_handler(le.LedgerError, _ledger_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -32,3 +32,17 @@ def sign_head(app: Flask) -> dict:
         head = sign(key, txn.head_seq, txn.head_hash, txn.now)
         txn.append(HEADS_STREAM, [NewEvent(ev.HEAD_SIGNED, head)], meta={"actor": Actor("system", "signer").as_dict()})
     return head
+
+
+def sign_head_if_moved(app: Flask) -> dict | None:
+    """sign_head, but only if some event other than a signed head was recorded since the last
+    signed head: a quiet ledger gets no new heads (each would only sign the one before)."""
+    ledger = app.extensions["ledger"]
+    last = app.extensions.get("last_signed_seq")
+    if last is None:
+        heads = ledger.read_stream(HEADS_STREAM)
+        last = int(heads[-1].data["seq"]) if heads else 0
+    moved = any(e.type != ev.HEAD_SIGNED for e in ledger.store.iter_envelopes(after=last))
+    head = sign_head(app) if moved else None
+    app.extensions["last_signed_seq"] = head["seq"] if head else last
+    return head

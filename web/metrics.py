@@ -6,14 +6,17 @@ import os
 from flask import Flask, current_app, jsonify
 
 from ledger.metrics import counters
+from ledger.outbox import backlog
 from ledger.reconcile import last_runs
 
 
 def metrics():
     """Webhook deliveries by outcome (this worker process since it started) and the latest
-    reconcile runs (from the database: each run is a process of its own)."""
+    reconcile runs (from the database: each run is a process of its own), and the relay's
+    backlog (due actions, the oldest one's wait, dead ones)."""
     return jsonify({"process": {"pid": os.getpid(), "counters": counters.snapshot()},
-                    "reconcile": {"last_runs": last_runs(current_app.extensions["ledger"])}})
+                    "reconcile": {"last_runs": last_runs(current_app.extensions["ledger"])},
+                    "outbox": backlog(current_app.extensions["ledger"])})
 
 
 def register_metrics(app: Flask) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import TypeAdapter
 
+from . import events
 from . import queries as q
 from . import schemas as s
 
@@ -77,8 +78,10 @@ def _paths() -> dict:
         "/api/connections/disconnect": {"delete": _op(
             "Disconnect (body form)", body="DisconnectRequest", ok=["DisconnectResponse", "DisconnectPreview"],
             params=[idem, *_query(q.DryRunQuery)])},
+        **_stream_paths(),
         "/api/connections/{connectionId}": {
-            "get": _op("One connection (polls Composio while INITIATED)", ok=["ConnectionPublic"], params=[cid]),
+            "get": _op("One connection (polls Composio while INITIATED); ?wait=N answers on a status change",
+                       ok=["ConnectionPublic"], params=[cid, *_query(events.WaitQuery)]),
             "delete": _op("Disconnect (REST form)", status="204", params=[cid, idem, *_query(q.DisconnectQuery)],
                           more=preview)},
         "/api/connections/{connectionId}/restore": {"post": _op("Undo a disconnect within the grace period", ok=["ConnectionPublic"], params=[cid, idem])},
@@ -98,6 +101,20 @@ def _paths() -> dict:
         "/readyz": {"get": _op("The database is reachable and migrated", security=_OPEN)},
         "/metrics": {"get": _op("This process's operational counters", ok=["MetricsPublic"], security=_OPEN)},
     }
+
+
+def _stream_paths() -> dict:
+    """The SSE endpoints (web/events.py, docs/streams.md): text/event-stream, `id:` = seq."""
+    resume = _param("Last-Event-ID", "header", {"type": "integer", "minimum": 0}, False)
+    token = _param("access_token", "query", {"type": "string", "description": "the Clerk session token, "
+                   "for EventSource (it cannot send headers); this endpoint only"}, False)
+    sse = {"text/event-stream": {"schema": {"type": "string"}}}
+    person = _op("SSE of my connections' changes, resumable with Last-Event-ID", params=[resume, token])
+    audit = _op("SSE of every event of the chain (export lines)", security=_AUDITOR,
+                params=[resume, *_query(events.AuditStreamQuery)])
+    for op in (person, audit):
+        op["responses"]["200"]["content"] = sse
+    return {"/api/connections/events": {"get": person}, "/audit/stream": {"get": audit}}
 
 
 def document() -> dict:

@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, jsonify
 
 from .db import current_revision, head_revision
 from .errors import envelope
+from .ratelimit import storage_state
 
 bp = Blueprint("ops", __name__)
 
@@ -28,4 +29,8 @@ def readyz():
     if current != head:
         return envelope(503, "NOT_READY", "The database is not migrated to the latest revision.",
                         {"database_revision": current, "head_revision": head})
-    return jsonify({"status": "ready", "database": engine.dialect.name, "revision": current})
+    # The limiter fails open, so its storage being down does not make this process unready
+    # (taking every worker out of the balancer would turn a Redis outage into a full one): it is
+    # reported here, logged once and counted on /metrics instead.
+    return jsonify({"status": "ready", "database": engine.dialect.name, "revision": current,
+                    "ratelimit": storage_state(current_app)})

@@ -106,8 +106,10 @@ class StateQuery(Query):
 
 
 def parse_query(model: type[Query]):
-    """The query string validated against `model` (an empty value counts as absent): 422 VALIDATION_ERROR."""
-    given = {name: value for name, value in request.args.items() if value != ""}
+    """The query string validated against `model`: 422 VALIDATION_ERROR. An empty value is a
+    value, and none of ours may be empty (/openapi.json says minLength, enum or a format), so
+    `?toolkit=` is refused rather than read as "no filter"."""
+    given = dict(request.args.items())
     try:
         return model.model_validate(given)
     except ValidationError as exc:

@@ -8,6 +8,7 @@ import threading
 from typing import Callable
 
 from flask import Flask, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _first_lock = threading.Lock()
@@ -17,6 +18,21 @@ def on_first_request(app: Flask, fn: Callable[[], None]) -> None:
     """Run `fn` once, when this process serves its first request (never in a CLI command):
     one list checked by the one hook below, rather than a before_request hook apiece."""
     app.extensions.setdefault("first_request", []).append(fn)
+
+
+def body_bytes() -> bytes:
+    """The request body, or 413 when it is over MAX_CONTENT_LENGTH.
+
+    A body with a Content-Length over the limit is refused by werkzeug before it is read. A
+    chunked one (no Content-Length) is read only up to the limit and then silently cut short,
+    which would surface as "not valid JSON": so when exactly the limit came back, one more byte
+    is asked of the server's own input (which ends cleanly at the end of the chunked body)."""
+    raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return raw
 
 
 def _begin():
@@ -31,6 +47,11 @@ def _begin():
 
 def _echo(response):
     response.headers["X-Request-Id"] = getattr(g, "trace_id", "")
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+        # Flask's automatic answer to OPTIONS: the Allow header is the answer, so no content
+        # (it was an empty 200 labelled text/html).
+        response.status_code = 204
+        response.headers.pop("Content-Type", None)
     return response
 
 

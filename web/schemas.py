@@ -8,6 +8,7 @@ from flask import request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from .errors import ApiError
+from .requests import body_bytes
 
 _ID = r"^[A-Za-z0-9_\-]+$"
 _AGENT_ID = r"^[A-Za-z0-9_\-.:]+$"
@@ -58,6 +59,8 @@ class ConnectionPublic(BaseModel):
     purgeAt: Optional[str]
     lastUsedAt: Optional[str]
     statusReason: Optional[str]
+    upstreamConfirmed: bool = Field(description="false while Composio has not confirmed a disconnect "
+                                                "(agents may still have access; statusReason says why)")
     agents: list[str]
 
 
@@ -76,6 +79,7 @@ class DisconnectResponse(BaseModel):
     success: bool
     connectionId: str
     status: str
+    upstreamConfirmed: Optional[bool] = None
     purgeAt: Optional[str]
     warnings: list[str]
 
@@ -87,12 +91,16 @@ class DisconnectPreview(DisconnectResponse):
     canRevoke: Optional[bool] = Field(description="whether the provider's grant can be revoked (null: unknown)")
     currentStatus: str
     requiresForce: bool = Field(description="a real disconnect without force would answer 409")
+    wouldSucceed: bool
+    wouldStatus: Optional[str] = Field(description="the status a real disconnect would leave (null if refused)")
+    wouldError: Optional[str] = Field(description="the error code a real disconnect would get, if any")
 
 
 class PreflightResponse(BaseModel):
     connected: list[str]
-    pending: list[str]
-    missing: list[str]
+    pending: list[str] = Field(description="every required toolkit not ACTIVE: initiated + missing")
+    initiated: list[str] = Field(description="OAuth under way")
+    missing: list[str] = Field(description="no connection under way")
     allReady: bool
 
 
@@ -112,9 +120,17 @@ class ReconcileMetrics(BaseModel):
     last_runs: list[ReconcileRun] = Field(description="newest first")
 
 
+class OutboxBacklog(BaseModel):
+    pending: int = Field(description="actions due now, not yet carried out")
+    oldest_due_age_seconds: float = Field(description="how long the oldest due action has waited")
+    scheduled: int = Field(description="actions due later (grace periods, backoff)")
+    dead: int = Field(description="dead-lettered actions: `ledger outbox retry` re-queues one")
+
+
 class MetricsPublic(BaseModel):
     process: ProcessMetrics
     reconcile: ReconcileMetrics
+    outbox: OutboxBacklog
 
 
 class ErrorDetail(BaseModel):
@@ -146,7 +162,7 @@ def _details(exc: ValidationError, *where) -> list[dict]:
 
 def parse_body(model: type[BaseModel], allow_empty: bool = False):
     """The JSON body validated against `model`: 400 INVALID_JSON or 422 VALIDATION_ERROR."""
-    raw = request.get_data(cache=True)
+    raw = body_bytes()
     if not raw.strip():
         if allow_empty:
             return model()
@@ -156,13 +172,39 @@ def parse_body(model: type[BaseModel], allow_empty: bool = False):
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "INVALID_JSON", "The request body is not valid JSON.") from None
+    except RecursionError:  # "[[[[…" thousands deep: the decoder gives up, and so do we
+        raise ApiError(400, "INVALID_JSON", "The request body is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ApiError(422, "VALIDATION_ERROR", "The request body must be a JSON object.",
                        [{"loc": ["body"], "msg": "Input should be an object", "type": "model_type"}])
+    bad = _unencodable(data, ["body"])
+    if bad is not None:
+        raise ApiError(422, "VALIDATION_ERROR", "The request body is not valid.",
+                       [{"loc": bad, "msg": "Input should be valid Unicode (a lone surrogate is not)",
+                         "type": "string_unicode"}])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ApiError(422, "VALIDATION_ERROR", "The request body is not valid.", _details(exc, "body")) from None
+
+
+def _unencodable(value, loc: list) -> list | None:
+    """Where a string holds a lone surrogate ("\\ud800" is valid JSON, but no UTF-8 can carry
+    it: Composio, the database and the chain's hash would each fail on it later), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return loc
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and _unencodable(key, loc) is not None:
+            return [*loc, key]
+        found = _unencodable(item, [*loc, key])
+        if found is not None:
+            return found
+    return None
 
 
 _IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)

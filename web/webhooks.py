@@ -9,7 +9,9 @@ Answers (all errors in the one envelope; nothing recorded):
                          Missing headers answer 401, not 400: nothing proves Composio sent it.
   401 STALE_WEBHOOK      webhook-timestamp further than WEBHOOK_TOLERANCE_SECONDS from now.
   400 INVALID_JSON       the body is not UTF-8 (checked before the signature: the SDK verifies
-                         text), or it is signed but not JSON.
+                         text), or it is signed but not JSON (nested too deeply to decode
+                         included): nothing in it can be read, so there is no fact to record,
+                         and the refusal is counted (webhook.invalid) and logged.
   422 VALIDATION_ERROR   signed JSON that is not an object.
   413 PAYLOAD_TOO_LARGE  over MAX_CONTENT_LENGTH (Flask raises it; web.errors renders it).
   503 WEBHOOKS_NOT_CONFIGURED  no COMPOSIO_WEBHOOK_SECRET: Composio retries until there is one.
@@ -39,6 +41,8 @@ from ledger.webhooks import parse_webhook
 
 from .config import secrets_list
 from .errors import ApiError
+from .incidents import Incident
+from .requests import body_bytes
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("web.webhooks")
@@ -76,7 +80,7 @@ def composio():
 
 def _verified_event(webhook_id: str):
     """Size, headers, time, signature, then the body: a WebhookEvent or Rejected."""
-    raw_body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413 before anything else
+    raw_body = body_bytes()  # over MAX_CONTENT_LENGTH (chunked too): 413 before anything else
     headers = {name: request.headers.get(name, "") for name in _HEADERS}
     missing = [name for name, value in headers.items() if not value]
     if missing:
@@ -108,7 +112,7 @@ def _body_text(raw: bytes) -> str:
 def _json_object(body: str) -> dict:
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise Rejected("invalid", 400, "INVALID_JSON", "The body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise Rejected("invalid", 422, "VALIDATION_ERROR", "The body must be a JSON object.")
@@ -118,18 +122,23 @@ def _json_object(body: str) -> dict:
 _REFUSED = frozenset({"rejected_signature", "stale", "invalid", "unconfigured"})
 _SUMMARY_EVERY = 60.0
 _last_summary = [time.monotonic()]
+# Refusals are one incident while they keep coming (someone probing, or a wrong secret): the
+# first is logged, then a line a minute; each is counted (webhook.<outcome>). 600 WARNING lines
+# in 2.7 s helped nobody.
+_refusals = Incident(log, "composio webhooks refused", "webhook.refused")
 
 
 def _note(outcome: str, webhook_id: str, code: str | None = None) -> None:
-    """Count every delivery; log each refusal (someone may be probing, or a secret is wrong)
-    and, once a minute, the counts by outcome. A line per accepted delivery cost a tenth of
-    the request at load, and says nothing the counts do not."""
+    """Count every delivery; log refusals as an incident and, once a minute, the counts by
+    outcome. A line per accepted delivery cost a tenth of the request at load, and says
+    nothing the counts do not."""
     counters.inc(f"webhook.{outcome}")
     attempt = request.headers.get("x-composio-delivery-attempt", "-")
-    level = logging.WARNING if outcome in _REFUSED else logging.DEBUG
-    if log.isEnabledFor(level):
-        log.log(level, "composio webhook id=%s attempt=%s outcome=%s%s", _loggable(webhook_id), _loggable(attempt),
-                outcome, f" code={code}" if code else "")
+    if outcome in _REFUSED:
+        _refusals.fail(f"id={_loggable(webhook_id)} attempt={_loggable(attempt)} outcome={outcome}"
+                       + (f" code={code}" if code else ""))
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("composio webhook id=%s attempt=%s outcome=%s", _loggable(webhook_id), _loggable(attempt), outcome)
     now = time.monotonic()
     if now - _last_summary[0] >= _SUMMARY_EVERY:
         _last_summary[0] = now
@@ -176,8 +185,8 @@ def verify(body: str, webhook_id: str, timestamp: str, signature: str, secrets: 
                                                tolerance=tolerance)["raw_payload"]
             except exc.WebhookSignatureVerificationError:
                 continue
-            except exc.WebhookPayloadError:
-                return None  # raised only after the signature matched
+            except (exc.WebhookPayloadError, RecursionError):
+                return None  # raised only after the signature matched (json.loads of the body)
         raise Rejected("rejected_signature", 401, "INVALID_SIGNATURE", "The webhook signature is not valid.")
     return contextvars.copy_context().run(attempt)
 

@@ -32,21 +32,12 @@ def _sdk_factory(app: Flask):
 
     def build():
         from ledger.gateway import SdkGateway
-        base_url, api_key = cfg.get("COMPOSIO_BASE_URL"), cfg.get("COMPOSIO_API_KEY")
-        if not api_key:
-            if not app.extensions.get("serving"):
-                # The sandbox's Composio lives inside the serving process. A command run beside
-                # it (relay, reconcile) would get an empty one of its own, and would then
-                # record every live connection as gone: refuse instead.
-                raise NotConfigured("COMPOSIO_API_KEY is not set; only the development server has a local Composio")
-            # Development sandbox: a local Composio-compatible server in this process.
-            from web.dev.composio_server import FakeComposio
-            fake = FakeComposio()
-            fake.start()
-            app.extensions["dev_composio"] = fake
-            base_url, api_key = fake.url, "dev-sandbox-key"
-            log.warning("development mode: using the local Composio-compatible server at %s", base_url)
-        return SdkGateway(api_key=api_key, base_url=base_url, user_id_prefix=cfg["COMPOSIO_USER_ID_PREFIX"],
+        # Development mode talks to the one sandbox Composio named by COMPOSIO_BASE_URL (config
+        # refuses development without it): never a Composio of its own per process.
+        if not cfg.get("COMPOSIO_API_KEY"):
+            raise NotConfigured("COMPOSIO_API_KEY is not set")
+        return SdkGateway(api_key=cfg["COMPOSIO_API_KEY"], base_url=cfg.get("COMPOSIO_BASE_URL"),
+                          user_id_prefix=cfg["COMPOSIO_USER_ID_PREFIX"],
                           timeout=float(cfg["COMPOSIO_TIMEOUT_SECONDS"]), max_retries=0)
     return build
 
@@ -55,12 +46,11 @@ def wire_services(app: Flask) -> None:
     from ledger.connections import Connections
     from ledger.outbox import Relay
     ledger = app.extensions["ledger"]
-    def serving() -> None:  # this process serves requests: the sandbox's Composio may start here
-        app.extensions["serving"] = True
-    on_first_request(app, serving)
     gateway = LazyGateway(_sdk_factory(app))
     relay = Relay(ledger, gateway, max_attempts=int(app.config["RELAY_MAX_ATTEMPTS"]),
                   base_delay=float(app.config["RELAY_BASE_DELAY_SECONDS"]),
+                  max_delay=float(app.config["RELAY_MAX_DELAY_SECONDS"]),
+                  retry_for=float(app.config["RELAY_RETRY_FOR_SECONDS"]),
                   lease_seconds=float(app.config["RELAY_LEASE_SECONDS"]))
 
     def after_commit(connection_id: str) -> None:
@@ -75,7 +65,8 @@ def wire_services(app: Flask) -> None:
         _relay_in_process_when_serving(app, relay)
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
         ledger, gateway, grace_seconds=int(app.config["DISCONNECT_GRACE_SECONDS"]),
-        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit))
+        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit,
+        relay=relay if app.config["RELAY_INLINE"] else None))
 
 
 def _relay_in_process_when_serving(app: Flask, relay) -> None:

@@ -88,10 +88,48 @@ def test_a_line_that_cannot_be_read_is_reported_as_bad_not_a_crash(ledger, tmp_p
         assert code == 1 and report["ok"] is False and report["first_bad_seq"] == 5 and report["line"] == 5
 
 
-def test_a_range_export_verifies_on_its_own(ledger, tmp_path):
+def test_a_range_export_verifies_when_the_range_is_asked_for(ledger, tmp_path):
     _history(ledger)
-    code, report = _run("verify-export", _export(ledger, tmp_path / "r.ndjson", from_seq=5, to_seq=9))
-    assert code == 0 and report["checked"] == 5 and report["head"]["seq"] == 9
+    part = _export(ledger, tmp_path / "r.ndjson", from_seq=5, to_seq=9)
+    for asked in (["--range", "5:9"], ["--from-seq", "5"]):
+        code, report = _run("verify-export", part, *asked)
+        assert code == 0 and report["checked"] == 5, asked
+        assert (report["first_seq"], report["last_seq"], report["head"]["seq"]) == (5, 9, 9)
+
+
+def test_an_export_whose_first_events_were_cut_off_fails(ledger, tmp_path):
+    _history(ledger)
+    whole = _export(ledger, tmp_path / "all.ndjson")
+    cut = tmp_path / "cut.ndjson"
+    cut.write_text("".join(whole.read_text().splitlines(keepends=True)[3:]))   # starts at seq 4
+    code, report = _run("verify-export", cut)
+    assert code == 1 and report["ok"] is False and report["first_bad_seq"] == 1
+    assert "starts at seq 4" in report["reason"]
+    code, report = _run("verify-export", cut, "--range", "1:12")            # not the range asked for
+    assert code == 1 and "not at 1" in report["reason"]
+    code, report = _run("verify-export", whole)
+    assert code == 0 and (report["first_seq"], report["last_seq"]) == (1, 12)
+
+
+def test_a_range_export_that_stops_short_of_its_range_fails(ledger, tmp_path):
+    _history(ledger)
+    part = _export(ledger, tmp_path / "r.ndjson", from_seq=5, to_seq=9)
+    code, report = _run("verify-export", part, "--range", "5:12")
+    assert code == 1 and "stops at seq 9" in report["reason"]
+
+
+def test_an_empty_export_is_not_ok(tmp_path):
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    code, report = _run("verify-export", empty)
+    assert code == 1 and report["ok"] is False and "no events" in report["reason"]
+
+
+def test_a_missing_file_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ledger.audit", "verify-export", str(tmp_path / "nope.ndjson")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_rewritten_history_fails_the_published_head_and_the_signed_head(ledger, tmp_path):

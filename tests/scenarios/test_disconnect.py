@@ -76,7 +76,9 @@ def test_composio_failing_three_times_then_succeeding_deletes_exactly_once(clien
     assert client.get(f"/api/connections/{cid}", headers=auth.user("alice")).json["status"] == "DISCONNECTED"
 
 
-def test_composio_always_failing_dead_letters_and_outbox_retry_completes_it(client, auth, app, composio, runner):
+def test_composio_always_failing_dead_letters_and_outbox_retry_completes_it(make_app, auth, composio):
+    app = make_app(RELAY_MAX_ATTEMPTS=6)  # an explicit cap; by default time decides (test_relay_backoff)
+    client, runner = app.test_client(), app.test_cli_runner()
     cid = _connected(client, auth)
     composio.fail("DELETE", f"/connected_accounts/{cid}", status=503)
     client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
@@ -114,12 +116,30 @@ def test_a_dry_run_tells_the_impact_and_changes_nothing(client, auth, app, compo
     client.put(f"/api/agents/agent-a/connections/{cid}", headers=h)
     before = len(events_of(app))
     resp = client.delete(f"/api/connections/{cid}?dry_run=true", headers=h)
-    assert resp.status_code == 200
-    assert resp.json["agents"] == ["agent-a"] and resp.json["purgeAt"] and resp.json["requiresForce"] is True
+    assert resp.status_code == 200, "the REST dry run answers 200 with the preview, not 204"
+    assert resp.json["agents"] == ["agent-a"] and resp.json["requiresForce"] is True
     assert resp.json["canRevoke"] is None, "no github connection was purged yet: unknown, not guessed"
     body = client.delete("/api/connections/disconnect", json={"connectionId": cid, "dryRun": True}, headers=h)
     assert body.json["dryRun"] is True
     assert len(events_of(app)) == before and composio.calls("PATCH") == []
+
+
+def test_a_dry_run_without_force_on_a_bound_connection_says_it_would_be_refused(client, auth, app):
+    cid = _connected(client, auth)
+    h = auth.user("alice")
+    client.put(f"/api/agents/agent-a/connections/{cid}", headers=h)
+    preview = client.delete(f"/api/connections/{cid}?dry_run=true", headers=h).json
+    assert preview["status"] == "ACTIVE", "a dry run changes nothing: the status it shows is today's"
+    assert preview["wouldSucceed"] is False and preview["wouldError"] == "AGENTS_USING_CONNECTION"
+    assert preview["wouldStatus"] is None and preview["purgeAt"] is None and preview["requiresForce"] is True
+    assert len(preview["warnings"]) == 1 and "would be refused" in preview["warnings"][0]
+    assert "409" in preview["warnings"][0] and "agent-a" in preview["warnings"][0]
+    assert not any("was unbound" in w for w in preview["warnings"])
+    forced = client.delete(f"/api/connections/{cid}?dry_run=true&force=true", headers=h).json
+    assert forced["wouldSucceed"] is True and forced["wouldStatus"] == "DISCONNECTING" and forced["purgeAt"]
+    assert forced["warnings"] == ["agent agent-a would be unbound"] and forced["status"] == "ACTIVE"
+    real = client.delete(f"/api/connections/{cid}", headers=h)
+    assert real.status_code == 409 and real.json["error"]["code"] == preview["wouldError"]
 
 
 @pytest.mark.parametrize("toolkit, supported", [("github", True), ("no-revoke-toolkit", False)])

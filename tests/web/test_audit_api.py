@@ -44,7 +44,7 @@ def test_an_export_verifies_offline_with_the_head_verify_reports(audit_app, auth
     assert code == 0 and report["head"] == client.get("/audit/verify", headers=h).json["head"]
     ranged = client.get("/audit/export?from_seq=3&to_seq=6", headers=h).data
     (tmp_path / "r.ndjson").write_bytes(ranged)
-    assert _offline("verify-export", tmp_path / "r.ndjson")[1]["checked"] == 4
+    assert _offline("verify-export", tmp_path / "r.ndjson", "--range", "3:6")[1]["checked"] == 4
 
 
 def _page_through(client, headers, after: int, seen: list, during: list, writer) -> int:

@@ -56,7 +56,8 @@ def test_list_filters_by_status_and_toolkit_and_preflight_tells_what_is_ready(cl
     assert client.get("/api/connections?toolkit=github", headers=h).json["count"] == 1
     assert client.get("/api/connections?status=NOPE", headers=h).status_code == 422
     pre = client.post("/api/connections/preflight", json={"toolkits": ["notion", "github", "slack"]}, headers=h).json
-    assert pre == {"connected": ["notion"], "pending": ["github"], "missing": ["slack"], "allReady": False}
+    assert pre == {"connected": ["notion"], "pending": ["github", "slack"], "initiated": ["github"],
+                   "missing": ["slack"], "allReady": False}, "pending is every required toolkit not ACTIVE"
 
 
 def test_a_never_seen_connection_of_mine_is_observed_and_one_of_someone_else_is_404(client, auth, app, composio):
@@ -101,6 +102,16 @@ def test_agents_bind_list_and_unbind(client, auth, app):
     again = client.delete(f"/api/agents/agent-7/connections/{cid}", headers=h)
     assert again.status_code == 404 and again.json["success"] is False
     assert client.get("/api/agents/agent-7/connections", headers=h).json["count"] == 0
+
+
+def test_an_agents_connections_show_every_agent_bound_to_each(client, auth):
+    cid = _start(client, auth, toolkit="slack", credentials={"api_key": "k"}).json["connectionId"]
+    h = auth.user("alice")
+    client.put(f"/api/agents/agent-7/connections/{cid}", headers=h)
+    client.put(f"/api/agents/agent-8/connections/{cid}", headers=h)
+    listed = client.get("/api/agents/agent-7/connections", headers=h).json["data"]
+    assert [c["agents"] for c in listed] == [["agent-7", "agent-8"]]
+    assert listed[0]["agents"] == client.get(f"/api/connections/{cid}", headers=h).json["agents"]
 
 
 def test_an_admin_key_acts_on_its_tenants_connections_only(client, auth):

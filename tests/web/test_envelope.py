@@ -270,3 +270,12 @@ def test_a_revoked_key_stops_working_once_the_lookup_cache_expires(make_app, aut
     apikeys.revoke(app.extensions["engine"], record.id)
     time.sleep(0.4)
     assert client.get("/audit/verify", headers={"X-Api-Key": key}).status_code == 401
+
+
+def test_an_oversize_header_is_a_431_in_the_envelope_before_anything_reads_it(client):
+    for headers in ({"Authorization": "Bearer " + "a" * 20_000},
+                    {f"X-Pad-{i}": "b" * 10_000 for i in range(4)}):
+        resp = client.get("/api/connections", headers=headers)
+        assert resp.status_code == 431 and resp.is_json
+        assert resp.json["success"] is False and resp.json["error"]["status"] == 431
+    assert client.get("/api/connections", headers={"Authorization": "Bearer " + "a" * 4000}).status_code == 401

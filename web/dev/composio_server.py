@@ -105,6 +105,16 @@ class FakeComposio:
             self.accounts[account_id]["status"] = status
             self.accounts[account_id]["updated_at"] = _now()
 
+    def drop_auth_configs(self) -> None:
+        """Delete every auth config, as when they are changed in Composio's dashboard."""
+        with self.lock:
+            self.auth_configs.clear()
+
+    def forget(self, account_id: str) -> None:
+        """Drop an account without a trace, as a Composio that never saw it would be."""
+        with self.lock:
+            self.accounts.pop(account_id, None)
+
     def account(self, account_id: str) -> dict | None:
         with self.lock:
             acc = self.accounts.get(account_id)
