@@ -76,6 +76,9 @@ class Server:
         self._thread.start()
 
     def stop(self) -> None:
+        live = self.app.extensions.get("live")  # the live streams' feed (web/events.py), if one started
+        if live is not None:
+            live.feed.close()  # ends open streams and its thread before the database goes away
         self._http.shutdown()
         self.app.extensions["engine"].dispose()
 
