@@ -76,6 +76,7 @@ def test_connect_opens_the_popup_and_the_badge_turns_active_without_reload(page,
     popup.close()  # the person closes the "Connected" window; the page reads the connection once
     badge = card(page, "github").get_by_test_id("status")
     expect(badge).to_have_text("ACTIVE")
+    expect(page.locator("#notice")).to_have_text("github is connected.")
     assert page.url == url_before
     page.screenshot(path=screens / "04-connected-active.png", full_page=True)
 

@@ -269,7 +269,10 @@
     // While INITIATED, this read asks Composio and records the change (?wait= lets a server that
     // supports it answer as soon as the status moves); the stream then tells every other tab.
     var r = await api("GET", "/api/connections/" + encodeURIComponent(cid) + "?wait=20");
-    if (r.ok) upsert(r.data); else notice(errorText(r), true);
+    if (!r.ok) { notice(errorText(r), true); return; }
+    upsert(r.data);
+    notice(r.data.status === "ACTIVE" ? r.data.toolkit + " is connected." :
+      r.data.toolkit + " is " + r.data.status + ": the provider did not finish the sign-in.", r.data.status !== "ACTIVE");
   }
 
   window.addEventListener("message", function (ev) {
