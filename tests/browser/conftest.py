@@ -57,14 +57,6 @@ def screens() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def local_composio():
-    from tests.support.composio import start_fake_composio
-    fake = start_fake_composio()
-    yield fake
-    fake.stop()
-
-
 class Server:
     """The app under a real HTTP server in a thread, and the calls a test makes beside the page."""
 
@@ -111,14 +103,13 @@ def sandbox_config(db_url: str, composio_url: str, **overrides) -> dict:
 
 
 @pytest.fixture
-def make_server_for(db_url, local_composio):
+def make_server_for(db_url, composio):
     servers = []
 
     def build(**overrides) -> Server:
-        server = Server(create_app(sandbox_config(db_url, local_composio.url, **overrides)))
+        server = Server(create_app(sandbox_config(db_url, composio.url, **overrides)))
         servers.append(server)
         return server
-    local_composio.reset()
     yield build
     for server in servers:
         server.stop()

@@ -81,11 +81,11 @@ def test_connect_opens_the_popup_and_the_badge_turns_active_without_reload(page,
     page.screenshot(path=screens / "04-connected-active.png", full_page=True)
 
 
-def test_the_provider_sending_the_popup_back_closes_it_and_the_badge_turns_active(page, server, local_composio):
+def test_the_provider_sending_the_popup_back_closes_it_and_the_badge_turns_active(page, server, composio):
     sign_in(page)
     popup = connect_through_popup(page, "slack")
     cid = card(page, "slack").locator(".cid").inner_text()
-    callback = local_composio.account(cid)["callback_url"]
+    callback = composio.account(cid)["callback_url"]
     assert callback == f"{server.url}/connect/done"
     # Real Composio sends the popup back to the callbackUrl with the account's id once OAuth is
     # done (the local server stops at its "Connected" page): follow it as the browser would.
@@ -184,7 +184,7 @@ def _expire(server, cid: str, user: str) -> None:
 
 
 @pytest.mark.skipif(RECONNECT, reason="the service reconnects in place: see the test below")
-def test_an_expired_connection_shows_why_and_no_reconnect_the_service_lacks(page, server, local_composio):
+def test_an_expired_connection_shows_why_and_no_reconnect_the_service_lacks(page, server, composio):
     alice = server.as_user("alice")
     cid = alice.post(f"{server.url}/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}}).json()["connectionId"]
     _expire(server, cid, "alice")
@@ -197,10 +197,10 @@ def test_an_expired_connection_shows_why_and_no_reconnect_the_service_lacks(page
 
 
 @needs_reconnect
-def test_reconnect_brings_an_expired_connection_back_under_the_same_id(page, server, local_composio, screens):
+def test_reconnect_brings_an_expired_connection_back_under_the_same_id(page, server, composio, screens):
     alice = server.as_user("alice")
     cid = alice.post(f"{server.url}/api/connections", json={"toolkit": "github", "credentials": {"api_key": "k"}}).json()["connectionId"]
-    local_composio.set_status(cid, "EXPIRED")
+    composio.set_status(cid, "EXPIRED")
     _expire(server, cid, "alice")
     sign_in(page)
     github = card(page, "github")
@@ -216,14 +216,14 @@ def test_reconnect_brings_an_expired_connection_back_under_the_same_id(page, ser
     assert github.locator(".cid").inner_text() == cid
 
 
-def test_in_production_the_page_takes_the_session_from_the_app(browser, db_url, local_composio, screens):
+def test_in_production_the_page_takes_the_session_from_the_app(browser, db_url, composio, screens):
     """No sandbox: the embedding app hands the page its Clerk session token (window.ledgerGetToken,
     as `() => window.Clerk.session.getToken()` would), and the page never offers a dev token."""
     from tests.browser.conftest import Server, sandbox_config
     from tests.support.clerk import ISSUER, JwksServer, mint, new_rsa_key
     key = new_rsa_key()
     jwks = JwksServer([key])
-    server = Server(create_app(sandbox_config(db_url, local_composio.url, LEDGER_ENV="production",
+    server = Server(create_app(sandbox_config(db_url, composio.url, LEDGER_ENV="production",
                                               CLERK_JWKS_URL=jwks.url, CLERK_ISSUER=ISSUER)))
     ctx = browser.new_context(base_url=server.url)
     try:
