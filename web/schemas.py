@@ -250,6 +250,16 @@ class MetricsPublic(Public):
     outbox: OutboxBacklog
 
 
+class ConnectionChange(Public):
+    """One event of GET /api/connections/events: the connection as it stood after it."""
+    seq: int
+    type: str
+    occurredAt: str
+    recordedAt: str
+    connection: ConnectionPublic
+    warnings: list[str]
+
+
 class ErrorDetail(BaseModel):
     loc: list[Any]
     msg: str
@@ -271,12 +281,17 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+def to_public(model: type[Public], value) -> dict:
+    """`value` validated through `model`, as the JSON-ready dict of the keys it holds."""
+    validated = value if isinstance(value, model) else model.model_validate(value)
+    return validated.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
 def answer(model: type[Public], value, status: int = 200):
     """`value` (a dict or a model) validated through `model` and rendered as JSON: the one way a
     view answers 2xx with a body. Only the keys `value` holds are rendered (exclude_unset), so
     the bytes are what the value says; a value the model refuses is a 500, caught by the tests."""
-    validated = value if isinstance(value, model) else model.model_validate(value)
-    return jsonify(validated.model_dump(mode="json", by_alias=True, exclude_unset=True)), status
+    return jsonify(to_public(model, value)), status
 
 
 # --- parsing -----------------------------------------------------------------------------

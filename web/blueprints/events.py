@@ -27,6 +27,7 @@ from ledger.stream_states import StatesAt
 from .. import auth
 from ..errors import ApiError
 from ..query_params import AuditStreamQuery, LastEventId, parse_query
+from ..schemas import ConnectionChange, to_public
 
 bp = Blueprint("events", __name__)
 log = logging.getLogger("web.events")
@@ -199,9 +200,9 @@ def connection_events():
         state, bound = lv.states.at(env)
         if not may_act(state, caller):
             return None
-        return orjson.dumps({"seq": env.seq, "type": env.type, "occurredAt": env.occurred_at,
-                             "recordedAt": env.recorded_at, "connection": public(state, bound),
-                             "warnings": warnings_of(env)}).decode()
+        return orjson.dumps(to_public(ConnectionChange, {
+            "seq": env.seq, "type": env.type, "occurredAt": env.occurred_at, "recordedAt": env.recorded_at,
+            "connection": public(state, bound), "warnings": warnings_of(env)})).decode()
 
     def gap(after: int, upto: int):
         if caller.admin:

@@ -13,7 +13,7 @@ _MODELS = [s.StartConnectionRequest, s.DisconnectRequest, s.PreflightRequest, s.
            s.ConnectionsPublic, s.AgentConnectionsPublic, s.StartConnectionResponse, s.DisconnectResponse,
            s.DisconnectPreview, s.PreflightResponse, s.HistoryPublic, s.EventPublic, s.EventsPage,
            s.VerifyResult, s.StatePublic, s.HeadsPublic, s.PublicKeyPublic, s.WebhookAnswer, s.Health,
-           s.Readiness, s.MetricsPublic, s.ErrorEnvelope]
+           s.Readiness, s.MetricsPublic, s.ConnectionChange, s.ErrorEnvelope]
 NDJSON = "application/x-ndjson"
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
            for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503)}
@@ -120,17 +120,26 @@ def _export() -> dict:
     return op
 
 
+def _sse_event(data: str) -> dict:
+    """One server-sent event (OpenAPI 3.1: the media type's schema describes each event). The
+    first event and heartbeats carry only `id:` (and `retry:`); the others a JSON `data:` line."""
+    return {"type": "object", "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the ledger seq; resume with Last-Event-ID"},
+        "event": {"type": "string"},
+        "retry": {"type": ["integer", "string"], "description": "milliseconds a browser waits before reconnecting"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(data)}}}
+
+
 def _stream_paths() -> dict:
     """The SSE endpoints (web/events.py, docs/streams.md): text/event-stream, `id:` = seq."""
     resume = _param("Last-Event-ID", "header", {"type": "integer", "minimum": 0}, False)
     token = _param("access_token", "query", {"type": "string", "description": "the Clerk session token, "
                    "for EventSource (it cannot send headers); this endpoint only"}, False)
-    sse = {"text/event-stream": {"schema": {"type": "string"}}}
     person = _op("SSE of my connections' changes, resumable with Last-Event-ID", params=[resume, token])
     audit = _op("SSE of every event of the chain (export lines)", security=_AUDITOR,
                 params=[resume, *_query(q.AuditStreamQuery)])
-    for op in (person, audit):
-        op["responses"]["200"]["content"] = sse
+    for op, data in ((person, "ConnectionChange"), (audit, "EventPublic")):
+        op["responses"]["200"]["content"] = {"text/event-stream": {"schema": _sse_event(data)}}
     return {"/api/connections/events": {"get": person}, "/audit/stream": {"get": audit}}
 
 
