@@ -18,10 +18,9 @@ bp = Blueprint("connections", __name__, url_prefix="/api/connections")
 
 
 class _ConnectionId(BaseConverter):
-    """A path segment other than the fixed words routed under /api/connections (`disconnect`,
-    `preflight`, and `events` of blueprints/events.py): without it `GET
-    /api/connections/disconnect` matched `GET /<cid>` and looked up a connection called
-    "disconnect", and OPTIONS listed GET for it."""
+    """A path segment other than the fixed words this blueprint routes (`disconnect`,
+    `preflight`, `events`): without it `GET /api/connections/disconnect` matched `GET /<cid>` and
+    looked up a connection called "disconnect", and OPTIONS listed GET for it."""
     regex = r"(?!(?:disconnect|preflight|events)(?:/|$))[^/]+"
 
 
