@@ -10,7 +10,7 @@ def on_starting(server):
     app_uri = getattr(server.app, "app_uri", None) or server.cfg.wsgi_app or ""
     if not app_uri.startswith("wsgi:"):
         return  # another app served from this directory (the bench's hello-world): not ours to check
-    from web.boot import check_or_exit
+    from web.launch import check_or_exit
     check_or_exit()
 
 

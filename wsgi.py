@@ -1,3 +1,3 @@
-from web.boot import create_app_or_exit
+from web.launch import create_app_or_exit
 
 app = create_app_or_exit()

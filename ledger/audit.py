@@ -22,7 +22,7 @@ import sys
 from typing import Iterator
 
 from .chain import GENESIS_HASH, ChainWalker, canonical_json
-from .clock import normalize_iso
+from .clock import seq_or_time
 from .envelope import HEAD_SIGNED, Envelope
 from .projections import replay
 
@@ -164,7 +164,7 @@ def _check_start(first: int, start: int | None, expect) -> None:
 
 
 def state_as_of(path: str, as_of: str) -> dict:
-    seq, time = (int(as_of), None) if as_of.strip().isdigit() else (None, normalize_iso(as_of))
+    seq, time = seq_or_time(as_of)
     envs = (Envelope.from_dict(e) for e in checked_envelopes(path, until_seq=seq, until_time=time))
     return replay(envs).as_json()
 

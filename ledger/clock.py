@@ -32,3 +32,15 @@ def normalize_iso(text: str) -> str:
 
 def plus_seconds(text: str, seconds: float) -> str:
     return iso(parse_iso(text) + timedelta(seconds=seconds))
+
+
+def seq_or_time(value: str) -> tuple[int | None, str | None]:
+    """An `as_of` / `--until` value: (seq, None) for digits, (None, normalised ISO time)
+    otherwise; ValueError if it is neither. The one parser: HTTP, CLI and the offline auditor."""
+    value = (value or "").strip()
+    if value.isdigit():
+        return int(value), None
+    try:
+        return None, normalize_iso(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is neither a seq number nor an ISO 8601 time") from exc

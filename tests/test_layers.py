@@ -57,3 +57,81 @@ def test_only_the_storage_room_speaks_sql():
     assert outside - SQL_OUTSIDE_STORAGE == set(), "SQL belongs in ledger/storage/"
     assert SQL_OUTSIDE_STORAGE - outside == set(), "no longer speaks SQL: take it off the allow-list"
     assert "ledger/storage/sqlite.py" in speaking and "ledger/storage/postgres.py" in speaking
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported(node, module: str, is_package: bool, known: set) -> list[str]:
+    """The modules of `known` that one import statement names (inside a function too)."""
+    import ast
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name in known]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    if node.level:
+        base = module.split(".")
+        base = base[:len(base) - node.level + (1 if is_package else 0)]
+        target = ".".join(base + ([node.module] if node.module else []))
+    else:
+        target = node.module or ""
+    found = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known]
+    return found or ([target] if target in known else [])
+
+
+def import_graph(package: str) -> dict[str, set]:
+    """Module -> the modules of `package` it imports, read statically from the source."""
+    import ast
+    files = {_module_name(p): p for p in (ROOT / package).rglob("*.py")}
+    graph = {}
+    for module, path in files.items():
+        is_package = path.name == "__init__.py"
+        graph[module] = {t for node in ast.walk(ast.parse(path.read_text(), str(path)))
+                         for t in _imported(node, module, is_package, set(files)) if t != module}
+    return graph
+
+
+def cycles(graph: dict[str, set]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_among_web_modules():
+    # Imports inside functions count too: a cycle hidden in a function body is still a cycle.
+    graph = import_graph("web")
+    assert "web.blueprints.connections" in graph and graph["web.cli"]
+    assert cycles(graph) == []

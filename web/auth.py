@@ -116,7 +116,7 @@ def build_verifier(app: Flask):
                              issuer=cfg.get("CLERK_ISSUER"), **common)
     if cfg["LEDGER_ENV"] == "production":
         return None  # refused earlier by config.check; never fall back to dev tokens
-    from .devkeys import DEV_ISSUER, load_or_create_dev_key
+    from .dev_tokens import DEV_ISSUER, load_or_create_dev_key
     key = load_or_create_dev_key(app.instance_path)
     app.extensions["dev_key"] = key
     return ClerkVerifier(pem=key.public_pem, issuer=DEV_ISSUER, **common)

@@ -86,9 +86,6 @@ def _ledger_error(exc: le.LedgerError):
 
 def _http_error(exc: HTTPException):
     status = exc.code or 500
-    if status == 429:
-        from .ratelimit import too_many
-        return too_many(exc)
     message = {404: "No such resource.", 405: "Method not allowed on this resource.",
                413: "The request body is too large."}.get(status, exc.description or "Request failed.")
     headers = {"Allow": exc.response.headers["Allow"]} if status == 405 and exc.response else None

@@ -6,6 +6,7 @@ import time
 
 from flask import Flask, current_app, g, has_app_context, request
 from flask_limiter import Limiter
+from werkzeug.exceptions import TooManyRequests
 
 from ledger.clock import UTC
 from .errors import envelope
@@ -21,6 +22,8 @@ def caller_key() -> str:
 
 
 def too_many(exc):
+    """A 429 in the envelope, with when to come back (registered for TooManyRequests: this
+    handler is found before web/errors.py's one for every HTTPException)."""
     limiter: Limiter = current_app.extensions["limiter_obj"]
     current = limiter.current_limit
     now = time.time()
@@ -112,6 +115,7 @@ def init_limiter(app: Flask) -> Limiter:
         swallow_errors=True,
     )
     app.extensions["limiter_obj"] = limiter
+    app.register_error_handler(TooManyRequests, too_many)
     app.extensions["ratelimit_storage"] = Incident(log, "rate limit storage", "ratelimit.storage_errors")
     if enabled:
         if _FILTER not in logging.getLogger("flask-limiter").filters:

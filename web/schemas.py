@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Optional
 
-from flask import request
+from flask import jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from .errors import ApiError
-from .requests import body_bytes
+from .request_context import body_bytes
 
 _ID = r"^[A-Za-z0-9_\-]+$"
 _AGENT_ID = r"^[A-Za-z0-9_\-.:]+$"
@@ -47,9 +47,15 @@ class PreflightRequest(Strict):
     toolkits: Annotated[list[Toolkit], Field(min_length=1, max_length=50)]
 
 
-# --- responses ---------------------------------------------------------------------------
+# --- responses: every 2xx body is validated through one of these (`answer`), the same models
+# that make /openapi.json, so the document cannot drift from what the service says. extra=forbid:
+# a key the ledger adds without a schema is a failure in the tests, not an undocumented field.
 
-class ConnectionPublic(BaseModel):
+class Public(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ConnectionPublic(Public):
     connectionId: str
     toolkit: str
     status: str
@@ -64,18 +70,24 @@ class ConnectionPublic(BaseModel):
     agents: list[str]
 
 
-class ConnectionsPublic(BaseModel):
+class ConnectionsPublic(Public):
     data: list[ConnectionPublic]
     count: int
 
 
-class StartConnectionResponse(BaseModel):
+class AgentConnectionsPublic(Public):
+    agentId: str
+    data: list[ConnectionPublic]
+    count: int
+
+
+class StartConnectionResponse(Public):
     connectionId: str
     status: str
     redirectUrl: Optional[str]
 
 
-class DisconnectResponse(BaseModel):
+class DisconnectResponse(Public):
     success: bool
     connectionId: str
     status: str
@@ -96,7 +108,7 @@ class DisconnectPreview(DisconnectResponse):
     wouldError: Optional[str] = Field(description="the error code a real disconnect would get, if any")
 
 
-class PreflightResponse(BaseModel):
+class PreflightResponse(Public):
     connected: list[str]
     pending: list[str] = Field(description="every required toolkit not ACTIVE: initiated + missing")
     initiated: list[str] = Field(description="OAuth under way")
@@ -104,33 +116,148 @@ class PreflightResponse(BaseModel):
     allReady: bool
 
 
-class ProcessMetrics(BaseModel):
+class EventPublic(Public):
+    """A recorded event as hashed, plus its hash: also one line of the NDJSON export."""
+    seq: int
+    stream: str
+    version: int
+    type: str
+    schema_: int = Field(alias="schema")
+    data: dict[str, Any]
+    meta: dict[str, Any]
+    occurred_at: str
+    recorded_at: str
+    prev_hash: str
+    hash: str
+
+
+class HistoryPublic(Public):
+    events: list[EventPublic]
+    count: int
+
+
+class EventsPage(Public):
+    events: list[EventPublic]
+    next_after: Optional[int] = Field(description="pass as ?after= for the next page; null on the last one")
+
+
+class ChainHead(Public):
+    seq: int
+    hash: str
+
+
+class VerifyResult(Public):
+    ok: bool
+    head: ChainHead
+    checked: int
+    first_bad_seq: Optional[int]
+    reason: Optional[str] = Field(default=None, description="present when the chain is broken")
+
+
+class ConnectionState(Public):
+    """One connection as an auditor reads it: the projection's row and its bound agents."""
+    connection_id: str
+    tenant: str
+    user_id: Optional[str]
+    toolkit: str
+    status: str
+    created_at: str
+    updated_at: str
+    status_changed_at: str
+    last_seq: int
+    previous_status: Optional[str]
+    status_reason: Optional[str]
+    purge_at: Optional[str]
+    last_used_at: Optional[str]
+    agents: list[str]
+
+
+class StatePublic(Public):
+    as_of: Optional[str]
+    connections: dict[str, ConnectionState]
+
+
+class SignedHead(Public):
+    seq: int
+    hash: str
+    time: str
+    signature: str = Field(description="Ed25519, base64, over canonical_json({hash, seq, time})")
+    key_id: str
+    event_seq: int = Field(description="the seq of the ledger.head_signed event that records it")
+
+
+class HeadsPublic(Public):
+    heads: list[SignedHead]
+
+
+class PublicKeyPublic(Public):
+    algorithm: Literal["Ed25519"]
+    public_key: str = Field(description="base64 of the raw 32 bytes")
+    pem: str
+    key_id: str
+
+
+class WebhookAnswer(Public):
+    success: Literal[True]
+    outcome: Literal["accepted", "duplicate", "unrecognised"]
+
+
+class Health(Public):
+    status: Literal["ok"]
+
+
+class RateLimitState(Public):
+    enabled: bool
+    storage: Optional[Literal["ok", "unreachable"]] = None
+    failOpen: Optional[bool] = None
+    failing: Optional[bool] = None
+    failures: Optional[int] = None
+
+
+class Readiness(Public):
+    status: Literal["ready"]
+    database: str
+    revision: Optional[str]
+    ratelimit: RateLimitState
+
+
+class ProcessMetrics(Public):
     pid: int
     counters: dict[str, int] = Field(description="this worker process, since it started")
 
 
-class ReconcileRun(BaseModel):
+class ReconcileRun(Public):
     started_at: str
     finished_at: str
     user_id: Optional[str]
     counts: dict[str, int]
 
 
-class ReconcileMetrics(BaseModel):
+class ReconcileMetrics(Public):
     last_runs: list[ReconcileRun] = Field(description="newest first")
 
 
-class OutboxBacklog(BaseModel):
+class OutboxBacklog(Public):
     pending: int = Field(description="actions due now, not yet carried out")
     oldest_due_age_seconds: float = Field(description="how long the oldest due action has waited")
     scheduled: int = Field(description="actions due later (grace periods, backoff)")
     dead: int = Field(description="dead-lettered actions: `ledger outbox retry` re-queues one")
 
 
-class MetricsPublic(BaseModel):
+class MetricsPublic(Public):
     process: ProcessMetrics
     reconcile: ReconcileMetrics
     outbox: OutboxBacklog
+
+
+class ConnectionChange(Public):
+    """One event of GET /api/connections/events: the connection as it stood after it."""
+    seq: int
+    type: str
+    occurredAt: str
+    recordedAt: str
+    connection: ConnectionPublic
+    warnings: list[str]
 
 
 class ErrorDetail(BaseModel):
@@ -152,6 +279,19 @@ class ErrorBody(BaseModel):
 class ErrorEnvelope(BaseModel):
     success: bool = False
     error: ErrorBody
+
+
+def to_public(model: type[Public], value) -> dict:
+    """`value` validated through `model`, as the JSON-ready dict of the keys it holds."""
+    validated = value if isinstance(value, model) else model.model_validate(value)
+    return validated.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def answer(model: type[Public], value, status: int = 200):
+    """`value` (a dict or a model) validated through `model` and rendered as JSON: the one way a
+    view answers 2xx with a body. Only the keys `value` holds are rendered (exclude_unset), so
+    the bytes are what the value says; a value the model refuses is a 500, caught by the tests."""
+    return jsonify(to_public(model, value)), status
 
 
 # --- parsing -----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def test_the_sandbox_sign_in_refuses_a_bad_body_in_the_envelope(sandbox, body):
 
 
 def test_production_has_no_sandbox_sign_in_and_says_nothing_of_one(tmp_path):
-    from web.devkeys import load_or_create_dev_key
+    from web.dev_tokens import load_or_create_dev_key
     key = load_or_create_dev_key(str(tmp_path / "inst"))
     app = _app(tmp_path, LEDGER_ENV="production", COMPOSIO_API_KEY="k", COMPOSIO_WEBHOOK_SECRET="s",
                CLERK_ISSUER="https://clerk.example", CLERK_JWT_KEY=key.public_pem)
@@ -47,7 +47,7 @@ def test_production_has_no_sandbox_sign_in_and_says_nothing_of_one(tmp_path):
 
 
 def test_development_with_clerk_settings_mints_nothing_clerk_would_refuse(tmp_path):
-    from web.devkeys import load_or_create_dev_key
+    from web.dev_tokens import load_or_create_dev_key
     key = load_or_create_dev_key(str(tmp_path / "inst"))
     app = _app(tmp_path, LEDGER_ENV="development", COMPOSIO_API_KEY="k", COMPOSIO_BASE_URL="http://127.0.0.1:9",
                CLERK_ISSUER="https://clerk.example", CLERK_JWT_KEY=key.public_pem)

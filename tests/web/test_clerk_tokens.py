@@ -147,7 +147,7 @@ def test_pem_mode_accepts_an_escaped_pem(key):
 
 
 def test_dev_tokens_verify_only_with_the_dev_key(tmp_path, key):
-    from web.devkeys import DEV_ISSUER, load_or_create_dev_key, mint_dev_token
+    from web.dev_tokens import DEV_ISSUER, load_or_create_dev_key, mint_dev_token
     dev = load_or_create_dev_key(str(tmp_path))
     token = mint_dev_token(dev, "alice")
     assert ClerkVerifier(pem=dev.public_pem, issuer=DEV_ISSUER).verify(token).user_id == "alice"

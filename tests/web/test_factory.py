@@ -28,7 +28,7 @@ def test_production_refuses_to_start_without_real_composio_and_clerk(tmp_path):
 
 
 def test_production_never_accepts_development_tokens(tmp_path):
-    from web.devkeys import load_or_create_dev_key, mint_dev_token, DEV_ISSUER
+    from web.dev_tokens import load_or_create_dev_key, mint_dev_token, DEV_ISSUER
     key = load_or_create_dev_key(str(tmp_path / "inst"))
     token = mint_dev_token(key, "alice", issuer=DEV_ISSUER)
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/a.db", "LEDGER_ENV": "production",

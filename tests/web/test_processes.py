@@ -47,7 +47,7 @@ def test_workers_starting_together_create_one_dev_key_and_all_use_it(tmp_path):
     import time
     go, n = tmp_path / "go", 8
     code = ("import os, sys, time\n"
-            "from web.devkeys import load_or_create_dev_key\n"
+            "from web.dev_tokens import load_or_create_dev_key\n"
             f"open(os.path.join({str(tmp_path)!r}, 'ready-' + str(os.getpid())), 'w').close()\n"
             f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"
             f"print(load_or_create_dev_key({str(tmp_path / 'instance')!r}).public_pem.replace(chr(10), ''))\n")

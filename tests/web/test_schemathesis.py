@@ -1,5 +1,6 @@
-"""schemathesis over /openapi.json against the app: no server error, and every status code and
-content type the service answers is one the spec declares. Bounded (few examples per operation,
+"""schemathesis over /openapi.json against the app: no server error, every status code and
+content type the service answers is one the spec declares, and every body matches the schema the
+spec gives for its status (a 2xx body its response model, an error the envelope). Bounded (few examples per operation,
 SQLite only) so CI keeps it; run with more examples by hand (SCHEMATHESIS_EXAMPLES=200)."""
 import os
 
@@ -8,18 +9,21 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                                status_code_conformance)
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "8"))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture
 def api(db_url, make_app):
     if not db_url.startswith("sqlite"):
         pytest.skip("bounded run on SQLite only")
-    app = make_app(RATELIMIT_DEFAULT="")  # schemathesis sends many requests; limits are tested elsewhere
-    return app
+    # schemathesis sends many requests; limits are tested elsewhere. A signing key, so the head
+    # endpoints answer 200 and their bodies are checked too.
+    from ledger.signing import generate_private_key_pem
+    return make_app(RATELIMIT_DEFAULT="", LEDGER_SIGNING_KEY=generate_private_key_pem())
 
 
 @pytest.fixture
@@ -49,3 +53,61 @@ def test_every_operation_keeps_its_openapi_contract(api, credentials):
                 run()
             except Unsatisfiable:
                 assert mode == schemathesis.GenerationMode.NEGATIVE  # nothing to get wrong: no parameters
+
+
+def test_every_success_answer_matches_the_schema_its_operation_declares(api, credentials, composio):
+    # Random inputs rarely reach a success (a webhook must be signed, a connection must exist):
+    # here one real request per operation, in story order, each answer checked by schemathesis
+    # against the response schema of its status; at the end every operation has had its 2xx.
+    from tests.support import webhooks as wh
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", api)
+    person, auditor = credentials
+    succeeded = set()
+    paths = api.test_client().get("/openapi.json").json["paths"]
+
+    def call(method, path, status, headers=person, *, path_parameters=None, query=None, body=None):
+        operation = schema[path][method]
+        kw = {"body": body, "media_type": "application/json"} if body is not None else {}
+        case = operation.Case(path_parameters=path_parameters or {}, query=query or {}, **kw)
+        response = case.call_and_validate(headers=headers, checks=CHECKS)
+        assert response.status_code == status, (method, path, response.status_code, response.text[:300])
+        documented = paths[path][method.lower()]["responses"][str(status)]
+        assert status == 204 and "content" not in documented or documented["content"], (method, path)
+        succeeded.add((method, path))
+        return response
+
+    cid = call("POST", "/api/connections", 201, body={"toolkit": "github"}).json()["connectionId"]
+    one, agent = {"connectionId": cid}, {"agentId": "agent-1", "connectionId": cid}
+    call("GET", "/api/connections", 200)
+    call("POST", "/api/connections/preflight", 200, body={"toolkits": ["github", "slack"]})
+    call("GET", "/api/connections/{connectionId}", 200, path_parameters=one, query={"wait": "0.01"})
+    call("GET", "/api/connections/{connectionId}/history", 200, path_parameters=one)
+    call("PUT", "/api/agents/{agentId}/connections/{connectionId}", 200, path_parameters=agent)
+    call("GET", "/api/agents/{agentId}/connections", 200, path_parameters={"agentId": "agent-1"})
+    call("DELETE", "/api/agents/{agentId}/connections/{connectionId}", 204, path_parameters=agent)
+    call("DELETE", "/api/connections/{connectionId}", 200, path_parameters=one, query={"dry_run": "true"})
+    call("DELETE", "/api/connections/disconnect", 200, body={"connectionId": cid, "dryRun": True})
+    call("DELETE", "/api/connections/disconnect", 200, body={"connectionId": cid})
+    call("POST", "/api/connections/{connectionId}/restore", 200, path_parameters=one)
+    call("DELETE", "/api/connections/{connectionId}", 204, path_parameters=one)
+
+    # A signed delivery: the signature covers the exact bytes, so it is sent as they are.
+    body, headers = wh.delivery("whsec-test-secret", wh.expired("ca_other", "bob"))
+    response = api.test_client().post("/webhooks/composio", data=body, headers=headers)
+    assert response.status_code == 200, response.json
+    schema["/webhooks/composio"]["POST"].Case(body={}, media_type="application/json").validate_response(
+        response, checks=CHECKS)
+    succeeded.add(("POST", "/webhooks/composio"))
+
+    assert api.test_cli_runner().invoke(args=["ledger", "sign-head"]).exit_code == 0
+    for path in ("/audit/events", "/audit/export", "/audit/verify", "/audit/heads", "/audit/public-key",
+                 "/audit/stream"):
+        call("GET", path, 200, auditor)
+    call("GET", "/audit/state", 200, auditor, query={"as_of": "3"})
+    for path in ("/healthz", "/readyz", "/metrics"):
+        call("GET", path, 200)
+    call("GET", "/api/connections/events", 200, {**person, "Last-Event-ID": "0"})  # from the start: data events
+
+    declared = {(method.upper(), path) for path, ops in paths.items()
+                for method, op in ops.items() if any(code.startswith("2") for code in op["responses"])}
+    assert declared - succeeded == set()

@@ -315,7 +315,7 @@ def test_verifying_sends_no_telemetry_even_from_a_fresh_thread():
     # queue a POST to Composio's telemetry host unless the verifier turns it off itself.
     code = ("import threading\n"
             "from tests.support import webhooks as wh\n"
-            "from web.webhooks import verify\n"
+            "from web.webhook_signature import verify_signature as verify\n"
             "from composio.core.models import _telemetry\n"
             "body, h = wh.delivery('s', wh.expired('ca_1', 'u'))\n"
             "out = []\n"

@@ -1,15 +1,18 @@
 """/api/connections: start, list, read, poll, disconnect, restore, history."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g
 from werkzeug.routing import BaseConverter
 
 from ledger.commands import RequestDisconnect, RestoreConnection, StartConnection
 from ledger.errors import NotFound
 
-from . import auth
-from .queries import DisconnectQuery, DryRunQuery, ListQuery, parse_query
-from .schemas import DisconnectRequest, PreflightRequest, StartConnectionRequest, idempotency_key, parse_body, valid_id
+from .. import auth
+from .events import wait_for_change
+from ..query_params import DisconnectQuery, DryRunQuery, ListQuery, WaitQuery, parse_query
+from ..schemas import (ConnectionPublic, ConnectionsPublic, DisconnectPreview, DisconnectRequest, DisconnectResponse,
+                       HistoryPublic, PreflightRequest, PreflightResponse, StartConnectionRequest,
+                       StartConnectionResponse, answer, idempotency_key, parse_body, valid_id)
 
 bp = Blueprint("connections", __name__, url_prefix="/api/connections")
 
@@ -46,7 +49,7 @@ def start():
     ctx = _ctx()
     body = parse_body(StartConnectionRequest)
     cmd = StartConnection(body.toolkit, body.callbackUrl, body.credentials)
-    return jsonify(_svc().start(auth.current().caller(), cmd, **ctx)), 201
+    return answer(StartConnectionResponse, _svc().start(auth.current().caller(), cmd, **ctx), 201)
 
 
 @bp.get("")
@@ -55,7 +58,7 @@ def list_connections():
     """My connections, from the projection (?status=, ?toolkit=)."""
     q = parse_query(ListQuery)
     data = _svc().list(auth.current().caller(), q.status, q.toolkit)
-    return jsonify({"data": data, "count": len(data)})
+    return answer(ConnectionsPublic, {"data": data, "count": len(data)})
 
 
 @bp.post("/preflight")
@@ -63,7 +66,7 @@ def list_connections():
 def preflight():
     """Are these toolkits connected, pending, or missing?"""
     body = parse_body(PreflightRequest)
-    return jsonify(_svc().preflight(auth.current().caller(), body.toolkits))
+    return answer(PreflightResponse, _svc().preflight(auth.current().caller(), body.toolkits))
 
 
 @bp.get("/<connection_id:cid>")
@@ -71,11 +74,10 @@ def preflight():
 def get_connection(cid):
     """One connection; while INITIATED, Composio is asked for news (rate-bound). ?wait=N (<= 60 s)
     answers once the status changes, or after N seconds with it unchanged."""
-    from .events import WaitQuery, wait_for_change
     wait = parse_query(WaitQuery).wait
     if wait:
-        return jsonify(wait_for_change(auth.current().caller(), _checked_id(cid), wait, g.trace_id))
-    return jsonify(_svc().get(auth.current().caller(), _checked_id(cid), trace_id=g.trace_id))
+        return answer(ConnectionPublic, wait_for_change(auth.current().caller(), _checked_id(cid), wait, g.trace_id))
+    return answer(ConnectionPublic, _svc().get(auth.current().caller(), _checked_id(cid), trace_id=g.trace_id))
 
 
 @bp.get("/<connection_id:cid>/history")
@@ -83,13 +85,17 @@ def get_connection(cid):
 def history(cid):
     """This connection's events, for its owner."""
     events = _svc().history(auth.current().caller(), _checked_id(cid), trace_id=g.trace_id)
-    return jsonify({"events": events, "count": len(events)})
+    return answer(HistoryPublic, {"events": events, "count": len(events)})
 
 
 def _disconnect(ctx: dict, cid: str, force: bool, immediate: bool, dry_run: bool) -> dict:
     caller = auth.current().caller()
     _svc().visible(caller, cid, "disconnect", trace_id=g.trace_id)  # observes a never-seen one of mine
     return _svc().disconnect(caller, RequestDisconnect(cid, force, immediate, dry_run), **ctx)
+
+
+def _disconnected(body: dict):
+    return answer(DisconnectPreview if body.get("dryRun") else DisconnectResponse, body)
 
 
 @bp.delete("/disconnect")
@@ -99,8 +105,8 @@ def disconnect_body():
     ctx = _ctx()
     body = parse_body(DisconnectRequest)
     dry_run = body.dryRun or parse_query(DryRunQuery).dry_run
-    answer = _disconnect(ctx, body.connectionId, body.force, body.immediate, dry_run)
-    return jsonify({"success": True, **answer})
+    done = _disconnect(ctx, body.connectionId, body.force, body.immediate, dry_run)
+    return _disconnected({"success": True, **done})
 
 
 @bp.delete("/<connection_id:cid>")
@@ -108,9 +114,9 @@ def disconnect_body():
 def disconnect_rest(cid):
     """Disconnect (REST form, ?force=&immediate=&dry_run=) -> 204."""
     ctx, q = _ctx(), parse_query(DisconnectQuery)
-    answer = _disconnect(ctx, _checked_id(cid), q.force, q.immediate, q.dry_run)
+    done = _disconnect(ctx, _checked_id(cid), q.force, q.immediate, q.dry_run)
     if q.dry_run:
-        return jsonify({"success": True, **answer})
+        return _disconnected({"success": True, **done})
     return "", 204
 
 
@@ -119,5 +125,5 @@ def disconnect_rest(cid):
 def restore(cid):
     """Undo a disconnect inside the grace period."""
     ctx = _ctx()
-    answer = _svc().restore(auth.current().caller(), RestoreConnection(_checked_id(cid)), **ctx)
-    return jsonify(answer)
+    restored = _svc().restore(auth.current().caller(), RestoreConnection(_checked_id(cid)), **ctx)
+    return answer(ConnectionPublic, restored)

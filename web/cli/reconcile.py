@@ -8,8 +8,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .groups import EXIT_FAILED, ledger_cli
 
-@click.command("reconcile")
+
+@ledger_cli.command("reconcile")
 @with_appcontext
 @click.option("--user", "user_id", default=None, help="only this user's connections (our user id)")
 @click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True)
@@ -23,5 +25,5 @@ def reconcile_cmd(user_id, page_size):
     except errors.UpstreamError as exc:
         # Safe to rerun: whatever was recorded before the failure is correct on its own.
         click.echo(f"reconcile stopped: Composio answered {exc.code}: {exc.message}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     click.echo(json.dumps(counts, sort_keys=True))

@@ -4,15 +4,17 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import TypeAdapter
 
-from . import events
-from . import queries as q
-from . import schemas as s
+from .. import query_params as q
+from .. import schemas as s
 
 bp = Blueprint("openapi", __name__)
 
 _MODELS = [s.StartConnectionRequest, s.DisconnectRequest, s.PreflightRequest, s.ConnectionPublic,
-           s.ConnectionsPublic, s.StartConnectionResponse, s.DisconnectResponse, s.DisconnectPreview,
-           s.PreflightResponse, s.MetricsPublic, s.ErrorEnvelope]
+           s.ConnectionsPublic, s.AgentConnectionsPublic, s.StartConnectionResponse, s.DisconnectResponse,
+           s.DisconnectPreview, s.PreflightResponse, s.HistoryPublic, s.EventPublic, s.EventsPage,
+           s.VerifyResult, s.StatePublic, s.HeadsPublic, s.PublicKeyPublic, s.WebhookAnswer, s.Health,
+           s.Readiness, s.MetricsPublic, s.ConnectionChange, s.ErrorEnvelope]
+NDJSON = "application/x-ndjson"
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
            for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503)}
 _PERSON = [{"clerkSession": []}, {"apiKey": []}]
@@ -81,26 +83,51 @@ def _paths() -> dict:
         **_stream_paths(),
         "/api/connections/{connectionId}": {
             "get": _op("One connection (polls Composio while INITIATED); ?wait=N answers on a status change",
-                       ok=["ConnectionPublic"], params=[cid, *_query(events.WaitQuery)]),
+                       ok=["ConnectionPublic"], params=[cid, *_query(q.WaitQuery)]),
             "delete": _op("Disconnect (REST form)", status="204", params=[cid, idem, *_query(q.DisconnectQuery)],
                           more=preview)},
         "/api/connections/{connectionId}/restore": {"post": _op("Undo a disconnect within the grace period", ok=["ConnectionPublic"], params=[cid, idem])},
-        "/api/connections/{connectionId}/history": {"get": _op("The connection's events", params=[cid])},
-        "/api/agents/{agentId}/connections": {"get": _op("Connections bound to an agent", params=[agent])},
+        "/api/connections/{connectionId}/history": {"get": _op("The connection's events", ok=["HistoryPublic"], params=[cid])},
+        "/api/agents/{agentId}/connections": {"get": _op("Connections bound to an agent", ok=["AgentConnectionsPublic"],
+                                                         params=[agent])},
         "/api/agents/{agentId}/connections/{connectionId}": {
             "put": _op("Bind an agent", ok=["ConnectionPublic"], params=[agent, cid, idem]),
             "delete": _op("Unbind an agent", status="204", params=[agent, cid, idem])},
-        "/webhooks/composio": {"post": _op("Signed Composio events", security=_OPEN)},
-        "/audit/events": {"get": _op("Events, paged by seq", security=_AUDITOR, params=_query(q.EventsQuery))},
-        "/audit/export": {"get": _op("NDJSON export of the ledger", security=_AUDITOR, params=_query(q.SeqRangeQuery))},
-        "/audit/verify": {"get": _op("Verify the hash chain", security=_AUDITOR, params=_query(q.SeqRangeQuery))},
-        "/audit/state": {"get": _op("State as of a time or seq", security=_AUDITOR, params=_query(q.StateQuery))},
-        "/audit/heads": {"get": _op("Signed heads", security=_AUDITOR)},
-        "/audit/public-key": {"get": _op("The head-signing public key", security=_OPEN)},
-        "/healthz": {"get": _op("The process is up", security=_OPEN)},
-        "/readyz": {"get": _op("The database is reachable and migrated", security=_OPEN)},
+        "/webhooks/composio": {"post": _op("Signed Composio events", ok=["WebhookAnswer"], security=_OPEN)},
+        "/audit/events": {"get": _op("Events, paged by seq", ok=["EventsPage"], security=_AUDITOR,
+                                     params=_query(q.EventsQuery))},
+        "/audit/export": {"get": _export()},
+        "/audit/verify": {"get": _op("Verify the hash chain", ok=["VerifyResult"], security=_AUDITOR,
+                                     params=_query(q.SeqRangeQuery))},
+        "/audit/state": {"get": _op("State as of a time or seq", ok=["StatePublic"], security=_AUDITOR,
+                                    params=_query(q.StateQuery))},
+        "/audit/heads": {"get": _op("Signed heads", ok=["HeadsPublic"], security=_AUDITOR)},
+        "/audit/public-key": {"get": _op("The head-signing public key", ok=["PublicKeyPublic"], security=_OPEN)},
+        "/healthz": {"get": _op("The process is up", ok=["Health"], security=_OPEN)},
+        "/readyz": {"get": _op("The database is reachable and migrated", ok=["Readiness"], security=_OPEN)},
         "/metrics": {"get": _op("This process's operational counters", ok=["MetricsPublic"], security=_OPEN)},
     }
+
+
+def _export() -> dict:
+    """NDJSON: one EventPublic per line (the hashed envelope and its hash), in seq order."""
+    op = _op("NDJSON export of the ledger", security=_AUDITOR, params=_query(q.SeqRangeQuery))
+    op["responses"]["200"]["content"] = {NDJSON: {
+        "schema": {"type": "string", "description": "newline-delimited JSON: one event per line"},
+        "x-itemSchema": _ref("EventPublic")}}  # 3.2 calls it itemSchema; 3.1 needs the x-
+    op["responses"]["200"]["headers"] = {"Content-Disposition": {"schema": {"type": "string"},
+                                         "description": "attachment; filename=ledger-export.ndjson"}}
+    return op
+
+
+def _sse_event(data: str) -> dict:
+    """One server-sent event (OpenAPI 3.1: the media type's schema describes each event). The
+    first event and heartbeats carry only `id:` (and `retry:`); the others a JSON `data:` line."""
+    return {"type": "object", "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the ledger seq; resume with Last-Event-ID"},
+        "event": {"type": "string"},
+        "retry": {"type": ["integer", "string"], "description": "milliseconds a browser waits before reconnecting"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(data)}}}
 
 
 def _stream_paths() -> dict:
@@ -108,12 +135,11 @@ def _stream_paths() -> dict:
     resume = _param("Last-Event-ID", "header", {"type": "integer", "minimum": 0}, False)
     token = _param("access_token", "query", {"type": "string", "description": "the Clerk session token, "
                    "for EventSource (it cannot send headers); this endpoint only"}, False)
-    sse = {"text/event-stream": {"schema": {"type": "string"}}}
     person = _op("SSE of my connections' changes, resumable with Last-Event-ID", params=[resume, token])
     audit = _op("SSE of every event of the chain (export lines)", security=_AUDITOR,
-                params=[resume, *_query(events.AuditStreamQuery)])
-    for op in (person, audit):
-        op["responses"]["200"]["content"] = sse
+                params=[resume, *_query(q.AuditStreamQuery)])
+    for op, data in ((person, "ConnectionChange"), (audit, "EventPublic")):
+        op["responses"]["200"]["content"] = {"text/event-stream": {"schema": _sse_event(data)}}
     return {"/api/connections/events": {"get": person}, "/audit/stream": {"get": audit}}
 
 

@@ -1,13 +1,13 @@
 """/api/agents/<agent_id>/connections: which connections an agent uses."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g
 
 from ledger.commands import BindAgent, UnbindAgent
 from ledger.errors import NotFound
 
-from . import auth
-from .schemas import idempotency_key, valid_agent_id, valid_id
+from .. import auth
+from ..schemas import AgentConnectionsPublic, ConnectionPublic, answer, idempotency_key, valid_agent_id, valid_id
 
 bp = Blueprint("agents", __name__, url_prefix="/api/agents")
 
@@ -28,7 +28,7 @@ def list_bound(agent_id):
     """The caller's connections this agent is bound to."""
     _ids(agent_id)
     data = current_app.extensions["connections"].agent_connections(auth.current().caller(), agent_id)
-    return jsonify({"agentId": agent_id, "data": data, "count": len(data)})
+    return answer(AgentConnectionsPublic, {"agentId": agent_id, "data": data, "count": len(data)})
 
 
 @bp.put("/<agent_id>/connections/<cid>")
@@ -39,7 +39,7 @@ def bind(agent_id, cid):
     _ids(agent_id, cid)
     svc, caller = current_app.extensions["connections"], auth.current().caller()
     svc.visible(caller, cid, "bind", trace_id=g.trace_id)
-    return jsonify(svc.bind(caller, BindAgent(agent_id, cid), **ctx))
+    return answer(ConnectionPublic, svc.bind(caller, BindAgent(agent_id, cid), **ctx))
 
 
 @bp.delete("/<agent_id>/connections/<cid>")

@@ -1,11 +1,12 @@
 """Operations: liveness and readiness."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app
 
-from .db import current_revision, head_revision
-from .errors import envelope
-from .ratelimit import storage_state
+from ledger.storage.migrate import current_revision, head_revision
+from ..errors import envelope
+from ..ratelimit import storage_state
+from ..schemas import Health, Readiness, answer
 
 bp = Blueprint("ops", __name__)
 
@@ -13,7 +14,7 @@ bp = Blueprint("ops", __name__)
 @bp.get("/healthz")
 def healthz():
     """The process is up."""
-    return jsonify({"status": "ok"})
+    return answer(Health, {"status": "ok"})
 
 
 @bp.get("/readyz")
@@ -32,5 +33,5 @@ def readyz():
     # The limiter fails open, so its storage being down does not make this process unready
     # (taking every worker out of the balancer would turn a Redis outage into a full one): it is
     # reported here, logged once and counted on /metrics instead.
-    return jsonify({"status": "ready", "database": engine.dialect.name, "revision": current,
-                    "ratelimit": storage_state(current_app)})
+    return answer(Readiness, {"status": "ready", "database": engine.dialect.name, "revision": current,
+                              "ratelimit": storage_state(current_app)})

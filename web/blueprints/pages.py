@@ -14,8 +14,8 @@ import time
 from flask import Blueprint, current_app, jsonify, render_template, send_from_directory
 from pydantic import BaseModel, ConfigDict
 
-from .errors import ApiError
-from .schemas import UserId, parse_body
+from ..errors import ApiError
+from ..schemas import UserId, parse_body
 
 bp = Blueprint("pages", __name__)
 
@@ -88,7 +88,7 @@ def dev_token():
     key = sandbox_key()
     if key is None:
         raise ApiError(404, "NOT_FOUND", "No such resource.")
-    from .devkeys import mint_dev_token
+    from ..dev_tokens import mint_dev_token
     body = parse_body(DevTokenRequest)
     token = mint_dev_token(key, body.user, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
     expires = int(time.time()) + DEV_TOKEN_TTL_SECONDS

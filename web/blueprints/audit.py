@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, request
 
 from ledger import envelope as ev
 
-from . import auth
-from .errors import ApiError
-from .queries import EventsQuery, SeqRangeQuery, StateQuery, parse_query
-from .timeparse import seq_or_time
+from .. import auth
+from ..errors import ApiError
+from ..query_params import EventsQuery, SeqRangeQuery, StateQuery, parse_query
+from ..schemas import EventsPage, HeadsPublic, PublicKeyPublic, StatePublic, VerifyResult, answer
+from ledger.clock import seq_or_time
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 log = logging.getLogger("web.audit")
@@ -36,7 +37,7 @@ def events():
     found = _ledger().store.query_events(q.after, q.limit, connection_id=q.connection_id, user_id=q.user_id,
                                          type=q.type, since=q.since, until=q.until)
     next_after = found[-1].seq if len(found) == q.limit else None
-    return jsonify({"events": [e.as_dict() for e in found], "next_after": next_after})
+    return answer(EventsPage, {"events": [e.as_dict() for e in found], "next_after": next_after})
 
 
 @bp.get("/export")
@@ -55,7 +56,7 @@ def verify():
     """Walk the chain: ok, head, how many checked, the first bad seq."""
     q = parse_query(SeqRangeQuery)
     result = _ledger().verify(q.from_seq, q.to_seq)
-    return jsonify(result.as_dict())
+    return answer(VerifyResult, result.as_dict())
 
 
 @bp.get("/state")
@@ -65,26 +66,26 @@ def state():
     as_of = parse_query(StateQuery).as_of
     seq, time = seq_or_time(as_of) if as_of else (None, None)
     projection = _ledger().state_as_of(seq=seq, time=time)
-    return jsonify({"as_of": as_of, "connections": projection.as_json()})
+    return answer(StatePublic, {"as_of": as_of, "connections": projection.as_json()})
 
 
 @bp.get("/heads")
 @auth.require_scope("audit:read")
 def heads():
     """Signed heads recorded in the chain."""
-    from .heads import HEADS_STREAM
+    from ..heads import HEADS_STREAM
     found = _ledger().read_stream(HEADS_STREAM)
-    return jsonify({"heads": [{**e.data, "event_seq": e.seq} for e in found if e.type == ev.HEAD_SIGNED]})
+    return answer(HeadsPublic, {"heads": [{**e.data, "event_seq": e.seq} for e in found if e.type == ev.HEAD_SIGNED]})
 
 
 @bp.get("/public-key")
 def public_key():
     """The Ed25519 public key that signs heads (base64 of the raw 32 bytes, and PEM)."""
     from ledger.signing import key_id, public_key_pem, public_key_text
-    from .heads import SigningNotConfigured, private_key
+    from ..heads import SigningNotConfigured, private_key
     try:
         key = private_key(current_app)
     except SigningNotConfigured:
         raise ApiError(404, "NOT_CONFIGURED", "Head signing is not configured.") from None
-    return jsonify({"algorithm": "Ed25519", "public_key": public_key_text(key), "pem": public_key_pem(key),
-                    "key_id": key_id(key.public_key())})
+    return answer(PublicKeyPublic, {"algorithm": "Ed25519", "public_key": public_key_text(key),
+                                    "pem": public_key_pem(key), "key_id": key_id(key.public_key())})

@@ -14,38 +14,26 @@ import logging
 import re
 import threading
 import time
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 import orjson
 from flask import Blueprint, Flask, Response, current_app, g, request
-from pydantic import BeforeValidator, Field
 
 from ledger import envelope as ev
 from ledger.decisions import may_act
 from ledger.feed import EVERYONE, PAGE, Feed, Subscription
 from ledger.stream_states import StatesAt
 
-from . import auth
-from .errors import ApiError
-from .queries import Query, Seq, _integer, parse_query
+from .. import auth
+from ..errors import ApiError
+from ..query_params import AuditStreamQuery, LastEventId, parse_query
+from ..schemas import ConnectionChange, to_public
 
 bp = Blueprint("events", __name__)
 log = logging.getLogger("web.events")
 
 RETRY_MS = 2000           # what a browser waits before reconnecting
 PENDING = ("INITIATED", "INITIALIZING")
-
-
-class WaitQuery(Query):
-    wait: Optional[Annotated[float, Field(ge=0, le=60, allow_inf_nan=False,
-                                          description="answer when the status changes, or after this many seconds (at most 60)")]] = None
-
-
-class AuditStreamQuery(Query):
-    from_seq: Optional[Seq] = Field(default=None, description="first seq (default 1); Last-Event-ID wins")
-
-
-_LAST_EVENT_ID = Annotated[int, Field(ge=0, le=2**63 - 1), BeforeValidator(_integer)]
 
 
 # -- the process's feed, built on first use -------------------------------------------------------
@@ -132,7 +120,7 @@ def _last_event_id() -> int | None:
         return None
     from pydantic import TypeAdapter, ValidationError
     try:
-        return TypeAdapter(_LAST_EVENT_ID).validate_python(raw.strip())
+        return TypeAdapter(LastEventId).validate_python(raw.strip())
     except ValidationError:
         raise ApiError(422, "VALIDATION_ERROR", "Last-Event-ID must be a ledger seq.",
                        [{"loc": ["header", "Last-Event-ID"], "msg": "Input should be a valid integer",
@@ -212,9 +200,9 @@ def connection_events():
         state, bound = lv.states.at(env)
         if not may_act(state, caller):
             return None
-        return orjson.dumps({"seq": env.seq, "type": env.type, "occurredAt": env.occurred_at,
-                             "recordedAt": env.recorded_at, "connection": public(state, bound),
-                             "warnings": warnings_of(env)}).decode()
+        return orjson.dumps(to_public(ConnectionChange, {
+            "seq": env.seq, "type": env.type, "occurredAt": env.occurred_at, "recordedAt": env.recorded_at,
+            "connection": public(state, bound), "warnings": warnings_of(env)})).decode()
 
     def gap(after: int, upto: int):
         if caller.admin:

@@ -9,11 +9,11 @@ from flask import request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from ledger.clock import seq_or_time
 from ledger.projections import STATUSES
 
 from .errors import ApiError
 from .schemas import _BIGINT, ConnectionId, EventType, Toolkit, UserId, _details
-from .timeparse import seq_or_time
 
 # Strings on the wire, so lax types.
 
@@ -103,6 +103,18 @@ class SeqRangeQuery(Query):
 
 class StateQuery(Query):
     as_of: Optional[SeqOrTime] = None
+
+
+class WaitQuery(Query):
+    wait: Optional[Annotated[float, Field(ge=0, le=60, allow_inf_nan=False,
+                                          description="answer when the status changes, or after this many seconds (at most 60)")]] = None
+
+
+class AuditStreamQuery(Query):
+    from_seq: Optional[Seq] = Field(default=None, description="first seq (default 1); Last-Event-ID wins")
+
+
+LastEventId = Annotated[int, Field(ge=0, le=_BIGINT), BeforeValidator(_integer)]
 
 
 def parse_query(model: type[Query]):

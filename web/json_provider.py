@@ -1,11 +1,8 @@
-"""Puts the checked settings (web/config.py) on app.config."""
+"""Flask's JSON provider, through orjson."""
 from __future__ import annotations
 
 import orjson
-from flask import Flask
 from flask.json.provider import DefaultJSONProvider
-
-from . import config as cfg
 
 
 class OrjsonProvider(DefaultJSONProvider):
@@ -18,10 +15,3 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def loads(self, s, **kwargs):
         return orjson.loads(s)
-
-
-def apply(app: Flask, overrides: dict | None) -> None:
-    settings = cfg.load(app.instance_path, overrides)
-    app.config.update(settings)
-    app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_CONTENT_LENGTH"])
-    app.json = OrjsonProvider(app)

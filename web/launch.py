@@ -3,21 +3,8 @@ on stderr and a documented exit code (2 configuration, 3 storage), never a trace
 from __future__ import annotations
 
 import os
-import sys
 
-EXIT_CONFIG = 2
-EXIT_STORAGE = 3
-
-
-def fail(code: int, message: str) -> None:
-    print(f"connection-ledger: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
-
-
-def storage_message(exc: BaseException) -> str | None:
-    """One line naming why the database could not be reached, or None if `exc` is something else."""
-    from ledger.storage.engine import unreachable_reason
-    return unreachable_reason(exc)
+from .exit_codes import EXIT_CONFIG, EXIT_STORAGE, fail, storage_message
 
 
 def create_app_or_exit(config: dict | None = None):

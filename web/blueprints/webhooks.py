@@ -1,7 +1,7 @@
 """POST /webhooks/composio: verify a signed Composio event, record it once, answer at once.
 
-The view stays thin: read headers and raw body -> verify (the composio SDK's `verify_webhook`,
-trying each configured secret) -> parse (ledger.webhooks) -> `Ingest.record` -> answer. No
+The view stays thin: read headers and raw body -> verify the signature (web/webhook_signature.py:
+the composio SDK's `verify_webhook`, trying each configured secret) -> parse (ledger.webhooks) -> `Ingest.record` -> answer. No
 outbound call happens on this path, and nothing is recorded unless the signature is valid.
 
 Answers (all errors in the one envelope; nothing recorded):
@@ -24,25 +24,24 @@ database, and the body size is capped by MAX_CONTENT_LENGTH.
 """
 from __future__ import annotations
 
-import contextvars
-import functools
 import json
 import logging
 import re
 import threading
 import time
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ledger.ingest import Ingest
 from ledger.metrics import counters
 from ledger.webhooks import parse_webhook
 
-from .config import secrets_list
-from .errors import ApiError
-from .incidents import Incident
-from .requests import body_bytes
+from ..config import secrets_list
+from ..incidents import Incident
+from ..request_context import body_bytes
+from ..schemas import WebhookAnswer, answer
+from ..webhook_signature import Rejected, verify_signature, warm_sdk
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("web.webhooks")
@@ -50,14 +49,6 @@ log = logging.getLogger("web.webhooks")
 _HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 _PRINTABLE = re.compile(r"^[\x21-\x7e]{1,256}$")  # one token of visible ASCII (ids, signatures)
-
-
-class Rejected(Exception):
-    """A delivery refused before anything was recorded; `outcome` is its counter name."""
-
-    def __init__(self, outcome: str, status: int, code: str, message: str):
-        super().__init__(message)
-        self.outcome, self.error = outcome, ApiError(status, code, message)
 
 
 @bp.post("/webhooks/composio")
@@ -75,7 +66,7 @@ def composio():
     ingest = Ingest(current_app.extensions["ledger"], current_app.config["COMPOSIO_USER_ID_PREFIX"])
     outcome = ingest.record(hook, trace_id=g.get("trace_id"))
     _note(outcome, webhook_id)
-    return jsonify({"success": True, "outcome": outcome})
+    return answer(WebhookAnswer, {"success": True, "outcome": outcome})
 
 
 def _verified_event(webhook_id: str):
@@ -95,7 +86,7 @@ def _verified_event(webhook_id: str):
         log.error("a Composio webhook arrived but COMPOSIO_WEBHOOK_SECRET is not set")
         raise Rejected("unconfigured", 503, "WEBHOOKS_NOT_CONFIGURED", "Webhooks are not configured.")
     body = _body_text(raw_body)
-    raw = verify(body, webhook_id, headers["webhook-timestamp"], headers["webhook-signature"], secrets, tolerance)
+    raw = verify_signature(body, webhook_id, headers["webhook-timestamp"], headers["webhook-signature"], secrets, tolerance)
     if raw is None:  # signed, but not a shape the SDK knows: decide ourselves what it is
         raw = _json_object(body)
     return parse_webhook(raw, webhook_id, current_app.extensions["ledger"].now())
@@ -150,54 +141,6 @@ def _loggable(value: str) -> str:
     return value if _PRINTABLE.match(value or "") and len(value) <= 80 else "-"
 
 
-# -- the SDK's verifier, imported lazily ----------------------------------------------------------
-
-@functools.cache
-def _sdk():
-    """The SDK's Triggers (for verify_webhook), its exceptions and its telemetry switch.
-
-    `import composio` costs ~2 s and every module path that holds verify_webhook imports the
-    whole package, so this runs on first use (and is warmed at start-up in a thread).
-    Triggers is built without __init__: verification needs no HTTP client, and building one
-    would mean constructing a whole Composio client on the webhook path."""
-    from composio import exceptions
-    from composio.core.models.base import allow_tracking
-    from composio.core.models.triggers import Triggers
-    return Triggers.__new__(Triggers), exceptions, allow_tracking
-
-
-def verify(body: str, webhook_id: str, timestamp: str, signature: str, secrets: list[str], tolerance: int):
-    """The SDK-parsed raw payload if one of `secrets` signed it; None if signed but not a known
-    V1/V2/V3 shape (or not JSON); Rejected otherwise. The SDK takes one secret per call, so
-    rotation means trying each; a timestamp the SDK would refuse was rejected before this."""
-    triggers, exc, allow_tracking = _sdk()
-
-    def attempt():
-        # The SDK wraps verify_webhook in telemetry that POSTs to Composio's host from a
-        # background thread. Its switch is a ContextVar (default on), which
-        # Composio(allow_tracking=False) sets only in the thread that built the client, so it is
-        # switched off here, in a copied context, for this call only.
-        allow_tracking.set(False)
-        for secret in secrets:
-            try:
-                return triggers.verify_webhook(id=webhook_id, payload=body, secret=secret,
-                                               signature=signature, timestamp=timestamp,
-                                               tolerance=tolerance)["raw_payload"]
-            except exc.WebhookSignatureVerificationError:
-                continue
-            except (exc.WebhookPayloadError, RecursionError):
-                return None  # raised only after the signature matched (json.loads of the body)
-        raise Rejected("rejected_signature", 401, "INVALID_SIGNATURE", "The webhook signature is not valid.")
-    return contextvars.copy_context().run(attempt)
-
-
-def _warm_sdk() -> None:
-    try:
-        _sdk()
-    except Exception:  # the first delivery will try again and report the error properly
-        log.exception("warming the composio SDK failed")
-
-
 @bp.record_once
 def _on_register(state) -> None:
     app = state.app
@@ -207,6 +150,6 @@ def _on_register(state) -> None:
     if app.config.get("WEBHOOK_WARM_SDK", True):
         # Warm on the first request of any kind (a health probe, usually), not in create_app:
         # CLI commands and app creation stay free of the ~2 s import.
-        from .requests import on_first_request
-        on_first_request(app, lambda: threading.Thread(target=_warm_sdk, name="composio-sdk-warm",
+        from ..request_context import on_first_request
+        on_first_request(app, lambda: threading.Thread(target=warm_sdk, name="composio-sdk-warm",
                                                        daemon=True).start())

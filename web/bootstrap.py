@@ -1,0 +1,119 @@
+"""The one composition root: settings on app.config, then the engine, the ledger, the Composio
+gateway, the relay, the use cases and the signal subscriptions, each built once per app and kept
+in `app.extensions`. `create_app` (web/__init__.py) calls `bootstrap(app, overrides)` and then
+adds the HTTP side (hooks, blueprints, CLI); nothing here is built at import time."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from ledger.errors import NotConfigured
+
+from . import config as cfg
+from .json_provider import OrjsonProvider
+from .logs import configure_logging
+from .request_context import on_first_request
+
+log = logging.getLogger("web")
+
+
+def bootstrap(app: Flask, overrides: dict | None = None) -> None:
+    """Settings, storage, ledger, gateway, relay and use cases for `app`."""
+    apply_settings(app, overrides)
+    configure_logging(app)
+    engine, ledger = build_ledger(app)
+    app.extensions.update(engine=engine, ledger=ledger)
+    if app.config["AUTO_MIGRATE"]:
+        from ledger.storage.migrate import upgrade_locked
+        upgrade_locked(engine)
+    build_services(app, ledger)
+
+
+def apply_settings(app: Flask, overrides: dict | None) -> None:
+    """The checked settings (web/config.py) on app.config, and Flask's JSON through orjson."""
+    settings = cfg.load(app.instance_path, overrides)
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_CONTENT_LENGTH"])
+    app.json = OrjsonProvider(app)
+
+
+def build_ledger(app: Flask):
+    from ledger.service import Ledger
+    from ledger.storage.engine import make_engine, open_store
+    engine = make_engine(app.config["DATABASE_URL"])
+    return engine, Ledger(open_store(engine))
+
+
+class LazyGateway:
+    """Builds the real gateway on first use, so start-up never pays for `import composio`."""
+
+    def __init__(self, factory):
+        self._factory, self._gateway, self._lock = factory, None, threading.Lock()
+
+    def __getattr__(self, name):
+        if self._gateway is None:
+            with self._lock:
+                if self._gateway is None:
+                    self._gateway = self._factory()
+        return getattr(self._gateway, name)
+
+
+def _sdk_factory(app: Flask):
+    config = app.config
+
+    def build():
+        from ledger.gateway import SdkGateway
+        # Development mode talks to the one sandbox Composio named by COMPOSIO_BASE_URL (config
+        # refuses development without it): never a Composio of its own per process.
+        if not config.get("COMPOSIO_API_KEY"):
+            raise NotConfigured("COMPOSIO_API_KEY is not set")
+        return SdkGateway(api_key=config["COMPOSIO_API_KEY"], base_url=config.get("COMPOSIO_BASE_URL"),
+                          user_id_prefix=config["COMPOSIO_USER_ID_PREFIX"],
+                          timeout=float(config["COMPOSIO_TIMEOUT_SECONDS"]), max_retries=0)
+    return build
+
+
+def build_relay(app: Flask, ledger, gateway):
+    from ledger.outbox import Relay
+    config = app.config
+    return Relay(ledger, gateway, max_attempts=int(config["RELAY_MAX_ATTEMPTS"]),
+                 base_delay=float(config["RELAY_BASE_DELAY_SECONDS"]),
+                 max_delay=float(config["RELAY_MAX_DELAY_SECONDS"]),
+                 retry_for=float(config["RELAY_RETRY_FOR_SECONDS"]),
+                 lease_seconds=float(config["RELAY_LEASE_SECONDS"]))
+
+
+def build_services(app: Flask, ledger) -> None:
+    """The gateway, the relay and the connection use cases, wired to each other once."""
+    from ledger.connections import Connections
+    config = app.config
+    gateway = LazyGateway(_sdk_factory(app))
+    relay = build_relay(app, ledger, gateway)
+
+    def after_commit(connection_id: str) -> None:
+        if not config["RELAY_INLINE"]:
+            return
+        try:
+            relay.run_once(connection_id=connection_id)
+        except Exception:  # the relay worker picks it up later; the request already succeeded
+            log.exception("inline relay for %s failed", connection_id)
+
+    if config["RELAY_IN_PROCESS"] and config["LEDGER_ENV"] == "development":
+        _relay_in_process_when_serving(app, relay)
+    app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
+        ledger, gateway, grace_seconds=int(config["DISCONNECT_GRACE_SECONDS"]),
+        poll_interval=float(config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit,
+        relay=relay if config["RELAY_INLINE"] else None))
+
+
+def _relay_in_process_when_serving(app: Flask, relay) -> None:
+    """Sandbox mode (`make run`): a relay thread starts with the first request, so purges
+    happen without a separate worker. CLI commands never serve a request, so never start it."""
+    def start() -> None:
+        stop = threading.Event()
+        app.extensions["dev_relay_stop"] = stop
+        threading.Thread(target=relay.run_forever, args=(stop, 1.0), name="dev-relay", daemon=True).start()
+        log.warning("development mode: outbox relay running in-process")
+    on_first_request(app, start)

@@ -1,0 +1,80 @@
+"""`ledger relay` and `ledger outbox [retry]`: carrying out owed Composio actions."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .groups import EXIT_FAILED, ledger_cli
+
+
+@ledger_cli.command("relay")
+@click.option("--once", is_flag=True, help="carry out what is due now, then exit")
+@click.option("--interval", type=float, default=1.0, help="seconds to wait when nothing is due")
+@click.option("--sign-every", type=float, default=0.0, help="also sign the head every N seconds (0: never)")
+def relay_cmd(once, interval, sign_every):
+    """Carry out owed Composio actions until SIGTERM (or once)."""
+    import signal
+    import threading
+    relay = current_app.extensions["relay"]
+    if once:
+        click.echo(json.dumps({"attempted": relay.run_once()}))
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"relay {relay.worker_id} running", err=True)
+    relay.run_forever(stop, idle_sleep=interval, on_idle=_head_signer(sign_every))
+    click.echo("relay stopped cleanly", err=True)
+
+
+def _head_signer(every: float):
+    """Every `every` seconds, sign the head if it moved since the last signed head (a signed head
+    of its own is not a move: signing it would only sign the previous signature)."""
+    if every <= 0:
+        return None
+    import time
+    app = current_app._get_current_object()
+    state = {"last": 0.0}
+
+    def maybe_sign():
+        if time.monotonic() - state["last"] >= every:
+            state["last"] = time.monotonic()
+            with app.app_context():
+                from ..heads import sign_head_if_moved
+                sign_head_if_moved(app)
+    return maybe_sign
+
+
+@ledger_cli.group("outbox", invoke_without_command=True)
+@click.pass_context
+@with_appcontext
+def outbox_cmd(ctx):
+    """List pending and dead Composio actions."""
+    if ctx.invoked_subcommand:
+        return
+    from ledger.outbox import backlog, list_actions
+    actions = list(list_actions(current_app.extensions["ledger"]))
+    if not actions:
+        click.echo("no pending or dead actions")
+        return
+    b = backlog(current_app.extensions["ledger"])
+    click.echo(f"backlog: {b['pending']} due (oldest waiting {b['oldest_due_age_seconds']:.0f} s), "
+               f"{b['scheduled']} scheduled, {b['dead']} dead")
+    for a in actions:
+        click.echo(f"{a['id']}\t{a['status']}\t{a['action']}\t{a['connection_id']}\tattempts={a['attempts']}"
+                   f"\tnot_before={a['not_before']}\t{a['last_error'] or ''}")
+
+
+@outbox_cmd.command("retry")
+@click.argument("action_id")
+def outbox_retry(action_id):
+    """Re-queue a dead action to run now."""
+    from ledger.outbox import retry
+    if not retry(current_app.extensions["ledger"], action_id):
+        click.echo(f"no pending or dead action {action_id}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"re-queued {action_id}")
