@@ -45,6 +45,8 @@ def create_app(config: dict | None = None) -> Flask:
     for blueprint in (events.bp, connections.bp, agents.bp, audit.bp, ops.bp, openapi.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     register_metrics(app)
+    from . import webhook_endpoints
+    webhook_endpoints.wire(app)   # issue 14: outgoing lifecycle webhooks
     for name in ("ops.healthz", "ops.readyz", "openapi.openapi"):  # webhooks exempt themselves
         limiter.exempt(app.view_functions[name])
 
