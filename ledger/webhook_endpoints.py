@@ -28,6 +28,8 @@ def register(ledger, caller, *, url: str, description: str = "", event_types=Non
     """A new endpoint for the caller's tenant; the answer carries the secret, the only time it is shown."""
     try:
         webhook_guard.check(url, allow_private=allow_private, resolver=resolver)
+    except webhook_guard.Unresolved:
+        pass  # a name not (yet) in DNS: every delivery resolves and checks it again before calling
     except webhook_guard.Refused as exc:
         raise errors.InvalidInput(str(exc)) from exc
     if len(description or "") > MAX_DESCRIPTION:

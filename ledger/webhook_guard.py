@@ -18,6 +18,10 @@ class Refused(ValueError):
     """The URL may not be called; the message says why (safe to show the tenant)."""
 
 
+class Unresolved(Refused):
+    """The name does not resolve (now): not callable now, but not known to be forbidden either."""
+
+
 @dataclass(frozen=True)
 class Target:
     scheme: str
@@ -66,7 +70,7 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise Refused(f"url host {host!r} does not resolve") from exc
+        raise Unresolved(f"url host {host!r} does not resolve") from exc
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
@@ -79,7 +83,7 @@ def check(url: str, *, allow_private: bool, resolver=resolve) -> Target:
     except ValueError:
         addresses = resolver(host, port)
     if not addresses:
-        raise Refused(f"url host {host!r} does not resolve")
+        raise Unresolved(f"url host {host!r} does not resolve")
     if not allow_private:
         for a in addresses:
             why = forbidden(ipaddress.ip_address(a.split("%")[0]))
