@@ -78,15 +78,19 @@ class WebhookRelay:
                                        postgres=self.ledger.store.dialect == "postgresql", endpoint_id=endpoint_id)
 
     def run_once(self, limit: int = 20, endpoint_id: str | None = None) -> int:
-        """Deliver what is due now (each connection's next event per endpoint, repeatedly, until
-        nothing is due); returns how many deliveries were attempted."""
-        done = 0
-        while done < 50 * limit:
+        """Deliver what is due now: each connection's next event per endpoint, again while a pass
+        delivered something (that makes the connection's following event due); a failure waits
+        for its backoff rather than being hammered here. Returns how many were attempted."""
+        done, delivered = 0, True
+        while delivered and done < 50 * limit:
             claimed = self.claim(limit, endpoint_id)
             if not claimed:
                 break
+            delivered = False
             for row in claimed:
-                self._record(row, self._deliver(row))
+                error = self._deliver(row)
+                self._record(row, error)
+                delivered = delivered or error is None
             done += len(claimed)
         return done
 

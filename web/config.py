@@ -110,6 +110,9 @@ def check(s: dict) -> None:
         raise ConfigError("MAX_CONTENT_LENGTH must be > 0")
     if float(s["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]) <= 0:
         raise ConfigError("OUTGOING_WEBHOOKS_TIMEOUT_SECONDS must be > 0")
+    if float(s["OUTGOING_WEBHOOKS_LEASE_SECONDS"]) <= float(s["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]):
+        # a lease that ran out while its attempt was still waiting would let a second relay send it too
+        raise ConfigError("OUTGOING_WEBHOOKS_LEASE_SECONDS must be longer than OUTGOING_WEBHOOKS_TIMEOUT_SECONDS")
     if s["LEDGER_ENV"] not in ("development", "production"):
         raise ConfigError("LEDGER_ENV must be development or production")
     if s["LEDGER_ENV"] == "development" and not s.get("COMPOSIO_BASE_URL"):

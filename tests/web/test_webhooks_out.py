@@ -224,7 +224,8 @@ def test_a_dead_delivery_is_visible_and_is_redelivered_with_the_same_webhook_id(
     receiver = receivers(status=500)                  # the backend answers errors
     endpoint = register(client, admin, receiver, eventTypes=["connection.activated"])
     connect(client, auth.user("alice"))
-    app.extensions["webhook_relay"].run_once()
+    app.extensions["webhook_relay"].run_once()       # attempt 1: HTTP 500, retried at once (no delay)
+    app.extensions["webhook_relay"].run_once()       # attempt 2: the last one allowed
     dead = client.get(f"{ENDPOINTS}/{endpoint['id']}/deliveries?status=dead", headers=admin).get_json()["data"]
     assert len(dead) == 1 and dead[0]["attempts"] == 2 and dead[0]["lastError"] == "HTTP 500"
     letters = events_of(app, "webhook.delivery_dead_lettered")
@@ -261,3 +262,73 @@ def test_a_redirect_is_not_followed(client, auth, hooks_app, receivers):
     assert len(receiver.received) >= 1 and elsewhere.received == []
     pending = client.get(f"{ENDPOINTS}/{endpoint['id']}/deliveries", headers=admin).get_json()["data"]
     assert "redirects are not followed" in pending[0]["lastError"]
+
+
+def test_a_relay_killed_mid_delivery_is_followed_by_one_that_sends_the_same_webhook_id(
+        db_url, composio, auth, hooks_app, receivers):
+    # Real `ledger relay` processes; the receiver holds the first request unanswered while the
+    # relay that sent it is killed (SIGKILL: no chance to record anything).
+    import subprocess
+    from tests.support import processes as ps
+    client, admin = hooks_app.test_client(), auth.service("alice", "connections:admin")
+    receiver = receivers()
+    endpoint = register(client, admin, receiver, eventTypes=["connection.activated"])
+    connect(client, auth.user("alice"))
+    env = ps.clean_env(DATABASE_URL=db_url, LEDGER_ENV="development", COMPOSIO_BASE_URL=composio.url,
+                       AUTO_MIGRATE="false", OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true",
+                       OUTGOING_WEBHOOKS_TIMEOUT_SECONDS="1", OUTGOING_WEBHOOKS_LEASE_SECONDS="2")
+    argv = [str(ps.BIN / "flask"), "--app", "wsgi", "ledger", "relay", "--interval", "0.1"]
+    receiver.hold.set()
+    first = subprocess.Popen(argv, cwd=ps.ROOT, env=env, stderr=subprocess.DEVNULL)
+    try:
+        held = receiver.wait_for(1, timeout=120)
+        assert len(held) == 1, "the first relay never delivered"
+    finally:
+        first.kill()
+        first.wait()
+    receiver.hold.clear()
+    second = subprocess.Popen(argv, cwd=ps.ROOT, env=env, stderr=subprocess.DEVNULL)
+    try:
+        got = receiver.wait_for(2, timeout=120)
+        assert len(got) == 2 and got[0]["id"] == got[1]["id"]
+        assert got[0]["body"] == got[1]["body"]
+        for _ in range(600):
+            done = client.get(f"{ENDPOINTS}/{endpoint['id']}/deliveries?status=done", headers=admin).get_json()["data"]
+            if done:
+                break
+            time.sleep(0.05)
+        assert [(d["webhookId"], d["attempts"]) for d in done] == [(got[0]["id"], 1)]  # recorded once
+    finally:
+        ps.stop(second)
+
+
+def test_a_name_that_resolves_to_a_private_address_at_delivery_is_not_called(hooks_app, auth, receivers):
+    # Registered while its name resolved to a public address; by delivery it resolves to the
+    # receiver on 127.0.0.1 (DNS rebinding). The delivery checks again and refuses to call it.
+    from ledger import webhook_endpoints as uc
+    from ledger.commands import Caller
+    from ledger.webhook_delivery import WebhookRelay
+    receiver = receivers()
+    url = f"http://hooks.example.com:{receiver.port}/hooks"
+    created = uc.register(hooks_app.extensions["ledger"], Caller("service", "k1", "alice", admin=True), url=url,
+                          allow_private=False, resolver=lambda host, port: ["93.184.216.34"])
+    receiver.secret = created["secret"]
+    client = hooks_app.test_client()
+    connect(client, auth.user("alice"))
+    relay = WebhookRelay(hooks_app.extensions["ledger"], allow_private=False, base_delay=0.0, max_attempts=1000,
+                         resolver=lambda host, port: ["127.0.0.1"])
+    assert relay.run_once() >= 1
+    assert receiver.received == [] and receiver.rejected == []
+    pending = client.get(f"{ENDPOINTS}/{created['id']}/deliveries",
+                         headers=auth.service("alice", "connections:admin")).get_json()["data"]
+    tried = [d for d in pending if d["attempts"]]
+    assert tried and all("loopback" in d["lastError"] for d in tried)
+    # the same delivery, with the name resolving where it was registered for, goes (to our receiver)
+    allowed = WebhookRelay(hooks_app.extensions["ledger"], allow_private=True, base_delay=0.0,
+                           resolver=lambda host, port: ["127.0.0.1"])
+    for _ in range(200):
+        allowed.run_once()
+        if len(receiver.received) == len(pending):
+            break
+        time.sleep(0.02)
+    assert len(receiver.received) == len(pending) and receiver.rejected == []
