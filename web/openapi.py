@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import TypeAdapter
 
-from . import events
+from . import events, webhook_endpoints
 from . import queries as q
 from . import schemas as s
 
@@ -127,7 +127,7 @@ def document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Connection Ledger", "version": "1.0.0",
                  "description": "Disconnect Composio-linked accounts safely; every change in a hash-chained ledger."},
-        "paths": _paths(),
+        "paths": {**_paths(), **webhook_endpoints.openapi_paths(_op, _path)},
         "components": {
             "schemas": schemas,
             "responses": {"Error": {"description": "The error envelope", "content": _content("ErrorEnvelope")}},

@@ -152,3 +152,30 @@ def echo_webhook_backlog(ledger) -> None:
     for d in list_deliveries(ledger, statuses=("dead",)):
         click.echo(f"whd_{d['id']}\tdead\twebhook {d['event_type']}\t{d['connection_id']}\tendpoint={d['endpoint_id']}"
                    f"\tattempts={d['attempts']}\t{d['last_error'] or ''}")
+
+
+def openapi_paths(op, path_param) -> dict:
+    """This blueprint's part of /openapi.json (`op`, `path_param`: web/openapi.py's builders)."""
+    admin = [{"apiKey": []}]
+    eid = path_param("endpointId", Annotated[str, StringConstraints(pattern=_ENDPOINT_ID)])
+
+    def with_body(o, model):
+        o["requestBody"] = {"required": model is CreateEndpoint, "content": {"application/json": {
+            "schema": model.model_json_schema()}}}
+        return o
+    status = {"name": "status", "in": "query", "required": False,
+              "schema": {"type": "string", "pattern": r"^(pending|dead|done|cancelled)(,(pending|dead|done|cancelled))*$"}}
+    deliveries_op = op("The endpoint's deliveries (default: pending and dead)", security=admin, params=[eid, status])
+    return {
+        "/api/webhook-endpoints": {
+            "post": with_body(op("Register an outgoing webhook endpoint; the answer carries its whsec_ secret, once",
+                                 status="201", security=admin), CreateEndpoint),
+            "get": op("The tenant's webhook endpoints (never a secret)", security=admin)},
+        "/api/webhook-endpoints/{endpointId}": {
+            "delete": op("Delete an endpoint (what it was owed is cancelled)", status="204", security=admin,
+                         params=[eid])},
+        "/api/webhook-endpoints/{endpointId}/deliveries": {"get": deliveries_op},
+        "/api/webhook-endpoints/{endpointId}/redeliver": {
+            "post": with_body(op("Send dead deliveries (or those named) again, same webhook-id", status="202",
+                                 security=admin, params=[eid]), Redeliver)},
+    }
