@@ -120,7 +120,7 @@ def wire(app) -> None:
                          retry_for=float(cfg["OUTGOING_WEBHOOKS_RETRY_FOR_SECONDS"]),
                          max_attempts=int(cfg["OUTGOING_WEBHOOKS_MAX_ATTEMPTS"]),
                          lease_seconds=float(cfg["OUTGOING_WEBHOOKS_LEASE_SECONDS"]))
-    event_recorded.connect(relay.on_recorded, weak=False)
+    event_recorded.connect(relay.on_recorded)  # weak: goes with the app
     app.extensions["webhook_relay"] = relay
     app.register_blueprint(bp)
 

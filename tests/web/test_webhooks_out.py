@@ -332,3 +332,28 @@ def test_a_name_that_resolves_to_a_private_address_at_delivery_is_not_called(hoo
             break
         time.sleep(0.02)
     assert len(receiver.received) == len(pending) and receiver.rejected == []
+
+
+def test_a_delivery_is_owed_exactly_when_its_event_commits(hooks_app, auth):
+    # The delivery row is written by the event's own transaction: rolled back together, and an
+    # idempotent repeat (which appends nothing) owes nothing more.
+    from ledger.envelope import NewEvent
+    from ledger.service import make_meta
+    client, admin = hooks_app.test_client(), auth.service("alice", "connections:admin")
+    endpoint = client.post(ENDPOINTS, json={"url": "https://hooks.example.com/in"}, headers=admin).get_json()
+    ledger = hooks_app.extensions["ledger"]
+    observed = NewEvent(ev.OBSERVED, {"connection_id": "ca_tx1", "user_id": "alice", "tenant": "alice",
+                                      "toolkit": "gmail", "status": "ACTIVE"})
+
+    def owed():
+        got = client.get(f"{ENDPOINTS}/{endpoint['id']}/deliveries", headers=admin).get_json()["data"]
+        return [(d["connectionId"], d["type"]) for d in got]
+
+    with pytest.raises(RuntimeError):
+        with ledger.transaction() as txn:
+            txn.append(ev.connection_stream("ca_tx1"), [observed], meta=make_meta(ev.SYSTEM, "alice"))
+            raise RuntimeError("the request failed after appending")
+    assert owed() == [] and events_of(hooks_app, ev.OBSERVED) == []
+    for _ in range(2):
+        ledger.append(ev.connection_stream("ca_tx1"), [observed], idempotency_key="k-observed-1")
+    assert owed() == [("ca_tx1", "connection.discovered")]
