@@ -115,7 +115,9 @@ def claim(conn, *, now: str, until: str, worker: str, limit: int, postgres: bool
                 events.c.seq, events.c.prev_hash, events.c.hash, we.c.url, we.c.secret)
          .join(events, and_(events.c.stream == wd.c.stream, events.c.version == wd.c.version))
          .join(we, we.c.id == wd.c.endpoint_id)
-         .where(wd.c.status == "pending", wd.c.not_before <= now, events.c.seq.is_not(None),
+         # deleted_at: a write that read the endpoint just before its deletion committed may
+         # still owe it a delivery; a deleted endpoint is never called (its secret is wiped).
+         .where(wd.c.status == "pending", wd.c.not_before <= now, events.c.seq.is_not(None), we.c.deleted_at.is_(None),
                 (wd.c.claimed_until.is_(None)) | (wd.c.claimed_until < now), ~earlier_open)
          .order_by(wd.c.id).limit(limit))
     if endpoint_id:
