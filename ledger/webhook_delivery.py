@@ -62,7 +62,7 @@ class WebhookRelay:
     def __init__(self, ledger, *, allow_private: bool = False, timeout: float = 5.0, base_delay: float = 5.0,
                  max_delay: float = 600.0, retry_for: float = 3 * 86400.0, max_attempts: int = 0,
                  lease_seconds: float = 60.0, worker_id: str | None = None, rng=random.random,
-                 sender=send, resolver=webhook_guard.resolve, clock=time.time):
+                 sender=send, resolver=webhook_guard.resolve, clock=time.time, parallel: int = 8):
         self.ledger = ledger
         self.allow_private, self.timeout = allow_private, timeout
         self.base_delay, self.max_delay, self.retry_for = base_delay, max_delay, retry_for
@@ -70,6 +70,8 @@ class WebhookRelay:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng, self.sender, self.resolver, self.clock = rng, sender, resolver, clock
         self.wake = threading.Event()
+        self.parallel = parallel
+        self._executor = None
 
     def claim(self, limit: int = 20, endpoint_id: str | None = None) -> list[dict]:
         with self.ledger.transaction(lock_head=False) as txn:
@@ -87,12 +89,20 @@ class WebhookRelay:
             if not claimed:
                 break
             delivered = False
-            for row in claimed:
-                error = self._deliver(row)
+            # A pass holds at most one delivery per (endpoint, connection): they are independent,
+            # so they go out side by side, and one slow endpoint does not hold up the others.
+            answers = list(self._pool().map(self._deliver, claimed)) if len(claimed) > 1 else [self._deliver(claimed[0])]
+            for row, error in zip(claimed, answers):
                 self._record(row, error)
                 delivered = delivered or error is None
             done += len(claimed)
         return done
+
+    def _pool(self):
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._executor = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="webhook-send")
+        return self._executor
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 0.5) -> None:
         while not stop.is_set():
