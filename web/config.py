@@ -45,13 +45,23 @@ DEFAULTS = {
     "POLL_INTERVAL_SECONDS": 3.0,         # at most one Composio status call per connection per interval
     "SSE_HEARTBEAT_SECONDS": 15.0,        # a comment line on every live stream this often (issue 14)
     "FEED_CHECK_SECONDS": 1.0,            # SQLite: how often a process checks for other processes' writes
+    # Outgoing lifecycle webhooks (docs/webhooks-out.md)
+    "OUTGOING_WEBHOOKS_ALLOW_PRIVATE": False,       # true only for development/tests: loopback/private URLs allowed
+    "OUTGOING_WEBHOOKS_TIMEOUT_SECONDS": 5.0,       # one delivery attempt, connect to last byte
+    "OUTGOING_WEBHOOKS_BASE_DELAY_SECONDS": 5.0,    # backoff doubles from this, with jitter...
+    "OUTGOING_WEBHOOKS_MAX_DELAY_SECONDS": 600.0,   # ...up to this between attempts
+    "OUTGOING_WEBHOOKS_RETRY_FOR_SECONDS": 259200.0,  # then dead-lettered (redeliver to try again)
+    "OUTGOING_WEBHOOKS_MAX_ATTEMPTS": 0,            # 0: no cap on attempts; the retry window decides
+    "OUTGOING_WEBHOOKS_LEASE_SECONDS": 60.0,        # a delivery claimed by a relay that died is retried after this
 }
 
 _INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_LENGTH",
-         "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS"}
+         "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS", "OUTGOING_WEBHOOKS_MAX_ATTEMPTS"}
 _FLOATS = {"API_KEY_CACHE_SECONDS", "COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS",
-           "RELAY_MAX_DELAY_SECONDS", "RELAY_RETRY_FOR_SECONDS", "SSE_HEARTBEAT_SECONDS", "FEED_CHECK_SECONDS"}
-_BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE", "RELAY_IN_PROCESS"}
+           "RELAY_MAX_DELAY_SECONDS", "RELAY_RETRY_FOR_SECONDS", "SSE_HEARTBEAT_SECONDS", "FEED_CHECK_SECONDS",
+           "OUTGOING_WEBHOOKS_TIMEOUT_SECONDS", "OUTGOING_WEBHOOKS_BASE_DELAY_SECONDS", "OUTGOING_WEBHOOKS_MAX_DELAY_SECONDS",
+           "OUTGOING_WEBHOOKS_RETRY_FOR_SECONDS", "OUTGOING_WEBHOOKS_LEASE_SECONDS"}
+_BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE", "RELAY_IN_PROCESS", "OUTGOING_WEBHOOKS_ALLOW_PRIVATE"}
 
 
 def _parse(name: str, raw):
@@ -98,6 +108,11 @@ def check(s: dict) -> None:
         raise ConfigError("DISCONNECT_GRACE_SECONDS must be >= 0")
     if int(s["MAX_CONTENT_LENGTH"]) <= 0:
         raise ConfigError("MAX_CONTENT_LENGTH must be > 0")
+    if float(s["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]) <= 0:
+        raise ConfigError("OUTGOING_WEBHOOKS_TIMEOUT_SECONDS must be > 0")
+    if float(s["OUTGOING_WEBHOOKS_LEASE_SECONDS"]) <= float(s["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]):
+        # a lease that ran out while its attempt was still waiting would let a second relay send it too
+        raise ConfigError("OUTGOING_WEBHOOKS_LEASE_SECONDS must be longer than OUTGOING_WEBHOOKS_TIMEOUT_SECONDS")
     if s["LEDGER_ENV"] not in ("development", "production"):
         raise ConfigError("LEDGER_ENV must be development or production")
     if s["LEDGER_ENV"] == "development" and not s.get("COMPOSIO_BASE_URL"):

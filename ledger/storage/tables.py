@@ -151,6 +151,49 @@ class ReconcileRunRow(SQLModel, table=True):
     counts: str = Field(sa_column=Column(Text, nullable=False))  # JSON: outcome -> number
 
 
+
+class WebhookEndpointRow(SQLModel, table=True):
+    """A tenant's outgoing lifecycle webhook endpoint (ledger/webhook_out.py). `secret` is the
+    signing secret: it has to be kept to sign, and is never read back out through the API."""
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_tenant", "tenant"),)
+    id: str = Field(sa_column=Column(String(40), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(200), nullable=False))
+    url: str = Field(sa_column=Column(String(2000), nullable=False))
+    description: str = Field(default="", sa_column=Column(String(500), nullable=False, server_default=""))
+    event_types: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # ",a,b," or ""
+    secret: str = Field(sa_column=Column(String(200), nullable=False))
+    created_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    created_by: str = Field(sa_column=Column(String(200), nullable=False))
+    deleted_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One event owed to one endpoint, written in the event's own transaction. The event is named
+    by (stream, version), known at commit; its seq and hashes are read at delivery, once sealed."""
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("endpoint_id", "stream", "version", name="uq_webhook_deliveries_event"),
+                      Index("ix_webhook_deliveries_due", "status", "not_before"))
+    id: Optional[int] = Field(default=None, sa_column=Column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    endpoint_id: str = Field(sa_column=Column(String(40), nullable=False))
+    tenant: str = Field(sa_column=Column(String(200), nullable=False))
+    connection_id: str = Field(sa_column=Column(String(100), nullable=False))
+    stream: str = Field(sa_column=Column(String(200), nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    event_type: str = Field(sa_column=Column(String(100), nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # the body less seq and hashes
+    status: str = Field(sa_column=Column(String(12), nullable=False))  # pending done dead cancelled
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    not_before: str = Field(sa_column=Column(String(TS), nullable=False))
+    last_error: Optional[str] = Field(default=None, sa_column=Column(String(500), nullable=True))
+    claimed_by: Optional[str] = Field(default=None, sa_column=Column(String(100), nullable=True))
+    claimed_until: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    delivered_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    created_at: str = Field(sa_column=Column(String(TS), nullable=False))
+    updated_at: str = Field(sa_column=Column(String(TS), nullable=False))
+
+
 events = EventRow.__table__
 ledger_head = LedgerHeadRow.__table__
 idempotency_keys = IdempotencyRow.__table__
@@ -160,4 +203,6 @@ outbox = OutboxRow.__table__
 api_keys = ApiKeyRow.__table__
 polls = PollRow.__table__
 reconcile_runs = ReconcileRunRow.__table__
+webhook_endpoints = WebhookEndpointRow.__table__
+webhook_deliveries = WebhookDeliveryRow.__table__
 metadata = SQLModel.metadata

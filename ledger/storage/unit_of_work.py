@@ -21,6 +21,7 @@ from ..chain import canonical_json, envelope_text, link
 from ..envelope import Envelope, NewEvent
 from .statements import Statements
 from ..projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
+from . import webhook_store
 from .tables import events, idempotency_keys, outbox
 
 _EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
@@ -76,6 +77,7 @@ class UnitOfWork:
     _new_keys: list = field(default_factory=list)
     _dirty: set = field(default_factory=set)        # ("b" | "c", connection_id)
     _enqueued: int = 0
+    _hooked: int = 0                                # recorded events already owed to webhook endpoints
 
     @property
     def cur(self):
@@ -277,6 +279,12 @@ class UnitOfWork:
              .order_by(outbox.c.causation_seq, outbox.c.created_at))
         return self.conn.execute(q.with_for_update() if lock else q).all()
 
+    def state_before(self, cid: str) -> ConnectionState | None:
+        """The connection as the database had it before this transaction (until flush)."""
+        if cid not in self._stored:
+            self.connection(cid)
+        return self._stored.get(cid)
+
     def set_action(self, action_id: str, **values) -> None:
         self.conn.execute(update(outbox).where(outbox.c.id == action_id).values(updated_at=self.now, **values))
 
@@ -286,6 +294,9 @@ class UnitOfWork:
         statements on `cur` (the store may pass one that gathers them to send with the COMMIT);
         the caller commits."""
         cur = cur or self.cur
+        if len(self.recorded) > self._hooked:  # outgoing webhooks, in this same transaction
+            webhook_store.enqueue(self, cur, self.recorded[self._hooked:])
+            self._hooked = len(self.recorded)
         if self._new_events:
             self.hot.many(cur, "insert_event" if self.inline else "insert_unsequenced", self._new_events)
             self._new_events = []

@@ -14,7 +14,7 @@ from ledger.storage.engine import normalize_url
 # ledger_head first: a sequencer still running locks it before events, so TRUNCATE (which locks
 # the tables in this order) waits for its batch instead of deadlocking with it.
 PROJECT_TABLES = ("ledger_head", "events", "idempotency_keys", "connections", "bindings", "outbox", "api_keys", "polls",
-                  "reconcile_runs")
+                  "reconcile_runs", "webhook_endpoints", "webhook_deliveries")
 
 
 def pg_admin_url() -> str | None:

@@ -6,6 +6,7 @@ from pydantic import TypeAdapter
 
 from .. import query_params as q
 from .. import schemas as s
+from .. import webhook_endpoints
 
 bp = Blueprint("openapi", __name__)
 
@@ -153,7 +154,7 @@ def document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Connection Ledger", "version": "1.0.0",
                  "description": "Disconnect Composio-linked accounts safely; every change in a hash-chained ledger."},
-        "paths": _paths(),
+        "paths": {**_paths(), **webhook_endpoints.openapi_paths(_op, _path)},
         "components": {
             "schemas": schemas,
             "responses": {"Error": {"description": "The error envelope", "content": _content("ErrorEnvelope")}},

@@ -21,11 +21,14 @@ def relay_cmd(once, interval, sign_every):
     import threading
     relay = current_app.extensions["relay"]
     if once:
-        click.echo(json.dumps({"attempted": relay.run_once()}))
+        click.echo(json.dumps({"attempted": relay.run_once(),
+                               "webhooks_attempted": current_app.extensions["webhook_relay"].run_once()}))
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from ..webhook_endpoints import start_with_relay
+    start_with_relay(current_app._get_current_object(), stop)
     click.echo(f"relay {relay.worker_id} running", err=True)
     relay.run_forever(stop, idle_sleep=interval, on_idle=_head_signer(sign_every))
     click.echo("relay stopped cleanly", err=True)
@@ -58,6 +61,8 @@ def outbox_cmd(ctx):
         return
     from ledger.outbox import backlog, list_actions
     actions = list(list_actions(current_app.extensions["ledger"]))
+    from ..webhook_endpoints import echo_webhook_backlog
+    echo_webhook_backlog(current_app.extensions["ledger"])
     if not actions:
         click.echo("no pending or dead actions")
         return
@@ -74,6 +79,8 @@ def outbox_cmd(ctx):
 def outbox_retry(action_id):
     """Re-queue a dead action to run now."""
     from ledger.outbox import retry
+    if action_id.startswith("whd_"):  # an outgoing webhook delivery (ledger/webhook_delivery.py)
+        from ledger.webhook_delivery import retry
     if not retry(current_app.extensions["ledger"], action_id):
         click.echo(f"no pending or dead action {action_id}", err=True)
         sys.exit(EXIT_FAILED)

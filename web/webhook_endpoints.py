@@ -1,0 +1,181 @@
+"""/api/webhook-endpoints: a tenant's outgoing lifecycle webhooks (connections:admin keys only).
+
+POST   /api/webhook-endpoints                   {url, description?, eventTypes?} -> 201 with the secret (once)
+GET    /api/webhook-endpoints                   the tenant's endpoints, never a secret
+DELETE /api/webhook-endpoints/<id>              -> 204
+GET    /api/webhook-endpoints/<id>/deliveries   ?status=dead|pending|done (default pending,dead)
+POST   /api/webhook-endpoints/<id>/redeliver    {deliveryIds?} -> 202: dead ones (or those named) again
+"""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from flask import Blueprint, current_app, g, jsonify, request
+from pydantic import Field, StringConstraints
+
+from ledger import webhook_endpoints as uc
+from ledger.errors import NotFound
+
+from . import auth
+from .errors import ApiError
+from .schemas import EventType, Strict, parse_body
+
+bp = Blueprint("webhook_endpoints", __name__, url_prefix="/api/webhook-endpoints")
+_ENDPOINT_ID = r"^we_[0-9a-f]{1,40}$"
+_STATUSES = ("pending", "dead", "done", "cancelled")
+
+
+class CreateEndpoint(Strict):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^https?://[\x21-\x7E]+$")]
+    description: Optional[Annotated[str, StringConstraints(max_length=500)]] = None
+    eventTypes: Optional[Annotated[list[EventType], Field(max_length=50)]] = None
+
+
+class Redeliver(Strict):
+    deliveryIds: Optional[Annotated[list[Annotated[str, StringConstraints(pattern=r"^whd_[0-9]{1,18}$")]],
+                                    Field(min_length=1, max_length=1000)]] = None
+
+
+def _caller():
+    p = auth.current()
+    if p.kind != "service" or "connections:admin" not in p.scopes:
+        raise ApiError(403, "FORBIDDEN", "Webhook endpoints need an API key with the connections:admin scope.")
+    return p.caller()
+
+
+def _known(endpoint_id: str) -> None:
+    import re
+    if not re.match(_ENDPOINT_ID, endpoint_id):
+        raise NotFound("No such webhook endpoint.")
+
+
+@bp.post("")
+def create():
+    """Register an endpoint; the answer is the only place its signing secret ever appears."""
+    caller = _caller()
+    body = parse_body(CreateEndpoint)
+    out = uc.register(current_app.extensions["ledger"], caller, url=body.url, description=body.description or "",
+                      event_types=body.eventTypes,
+                      allow_private=bool(current_app.config["OUTGOING_WEBHOOKS_ALLOW_PRIVATE"]),
+                      trace_id=g.trace_id)
+    resp = jsonify(out)
+    resp.status_code = 201
+    resp.headers["Cache-Control"] = "no-store"  # it carries the secret
+    resp.headers["Location"] = f"/api/webhook-endpoints/{out['id']}"
+    return resp
+
+
+@bp.get("")
+def list_endpoints():
+    data = uc.list_for(current_app.extensions["ledger"], _caller())
+    return jsonify({"data": data, "count": len(data)})
+
+
+@bp.delete("/<endpoint_id>")
+def delete(endpoint_id):
+    caller = _caller()
+    _known(endpoint_id)
+    uc.remove(current_app.extensions["ledger"], caller, endpoint_id, trace_id=g.trace_id)
+    return "", 204
+
+
+@bp.get("/<endpoint_id>/deliveries")
+def deliveries(endpoint_id):
+    caller = _caller()
+    _known(endpoint_id)
+    wanted = tuple(s for s in request.args.get("status", "pending,dead").split(",") if s)
+    bad = [s for s in wanted if s not in _STATUSES]
+    if bad or not wanted:
+        raise ApiError(422, "VALIDATION_ERROR", "status must be a comma-separated list of " + ", ".join(_STATUSES),
+                       [{"loc": ["query", "status"], "msg": "unknown status", "type": "enum"}])
+    data = uc.deliveries(current_app.extensions["ledger"], caller, endpoint_id, wanted)
+    return jsonify({"data": data, "count": len(data)})
+
+
+@bp.post("/<endpoint_id>/redeliver")
+def redeliver(endpoint_id):
+    caller = _caller()
+    _known(endpoint_id)
+    body = parse_body(Redeliver, allow_empty=True)
+    n = uc.redeliver(current_app.extensions["ledger"], caller, endpoint_id, delivery_ids=body.deliveryIds,
+                     trace_id=g.trace_id)
+    relay = current_app.extensions.get("webhook_relay")
+    if relay is not None:
+        relay.wake.set()
+    return jsonify({"endpointId": endpoint_id, "requeued": n}), 202
+
+
+def wire(app) -> None:
+    """The webhook relay of this app (the `ledger relay` process runs it beside the Composio
+    relay; `make run`'s in-process relay too), woken by every event this process records."""
+    import threading
+
+    from ledger.signals import event_recorded
+    from ledger.webhook_delivery import WebhookRelay
+    cfg = app.config
+    relay = WebhookRelay(app.extensions["ledger"], allow_private=bool(cfg["OUTGOING_WEBHOOKS_ALLOW_PRIVATE"]),
+                         timeout=float(cfg["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]),
+                         base_delay=float(cfg["OUTGOING_WEBHOOKS_BASE_DELAY_SECONDS"]),
+                         max_delay=float(cfg["OUTGOING_WEBHOOKS_MAX_DELAY_SECONDS"]),
+                         retry_for=float(cfg["OUTGOING_WEBHOOKS_RETRY_FOR_SECONDS"]),
+                         max_attempts=int(cfg["OUTGOING_WEBHOOKS_MAX_ATTEMPTS"]),
+                         lease_seconds=float(cfg["OUTGOING_WEBHOOKS_LEASE_SECONDS"]))
+    event_recorded.connect(relay.on_recorded)  # weak: goes with the app
+    app.extensions["webhook_relay"] = relay
+    app.register_blueprint(bp)
+
+    if cfg["RELAY_IN_PROCESS"] and cfg["LEDGER_ENV"] == "development":
+        from .requests import on_first_request
+
+        def start() -> None:
+            stop = app.extensions.get("dev_relay_stop") or threading.Event()
+            threading.Thread(target=relay.run_forever, args=(stop,), name="dev-webhook-relay", daemon=True).start()
+        on_first_request(app, start)
+
+
+def start_with_relay(app, stop) -> None:
+    """`ledger relay`: deliver webhooks on a thread of the relay process until `stop`."""
+    import threading
+    relay = app.extensions["webhook_relay"]
+    threading.Thread(target=relay.run_forever, args=(stop,), name="webhook-relay", daemon=True).start()
+
+
+def echo_webhook_backlog(ledger) -> None:
+    """`ledger outbox`: the webhook deliveries owed, and each dead one (retry: `ledger outbox retry whd_N`)."""
+    import click
+
+    from ledger.webhook_delivery import backlog, list_deliveries
+    b = backlog(ledger)
+    if not any(b.values()):
+        return
+    click.echo(f"webhooks: {b['pending']} due, {b['scheduled']} scheduled, {b['dead']} dead")
+    for d in list_deliveries(ledger, statuses=("dead",)):
+        click.echo(f"whd_{d['id']}\tdead\twebhook {d['event_type']}\t{d['connection_id']}\tendpoint={d['endpoint_id']}"
+                   f"\tattempts={d['attempts']}\t{d['last_error'] or ''}")
+
+
+def openapi_paths(op, path_param) -> dict:
+    """This blueprint's part of /openapi.json (`op`, `path_param`: web/openapi.py's builders)."""
+    admin = [{"apiKey": []}]
+    eid = path_param("endpointId", Annotated[str, StringConstraints(pattern=_ENDPOINT_ID)])
+
+    def with_body(o, model):
+        o["requestBody"] = {"required": model is CreateEndpoint, "content": {"application/json": {
+            "schema": model.model_json_schema()}}}
+        return o
+    status = {"name": "status", "in": "query", "required": False,
+              "schema": {"type": "string", "pattern": r"^(pending|dead|done|cancelled)(,(pending|dead|done|cancelled))*$"}}
+    deliveries_op = op("The endpoint's deliveries (default: pending and dead)", security=admin, params=[eid, status])
+    return {
+        "/api/webhook-endpoints": {
+            "post": with_body(op("Register an outgoing webhook endpoint; the answer carries its whsec_ secret, once",
+                                 status="201", security=admin), CreateEndpoint),
+            "get": op("The tenant's webhook endpoints (never a secret)", security=admin)},
+        "/api/webhook-endpoints/{endpointId}": {
+            "delete": op("Delete an endpoint (what it was owed is cancelled)", status="204", security=admin,
+                         params=[eid])},
+        "/api/webhook-endpoints/{endpointId}/deliveries": {"get": deliveries_op},
+        "/api/webhook-endpoints/{endpointId}/redeliver": {
+            "post": with_body(op("Send dead deliveries (or those named) again, same webhook-id", status="202",
+                                 security=admin, params=[eid]), Redeliver)},
+    }
