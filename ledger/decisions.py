@@ -1,6 +1,8 @@
-"""Pure decisions: (state, command, now) -> events and Composio actions, or a domain error.
+"""Pure decisions: (state, command or answer, now) -> events and Composio actions, or a domain error.
 
-No I/O and no clock here: `now` is passed in, so these are tested in milliseconds.
+Every decide of the ledger lives here: disconnect, restore, bind, unbind; a webhook; a drift
+that reconciliation finds; and what Composio's answer to a relayed action means. No I/O and no
+clock: `now` is passed in, so these are tested in milliseconds (tests/ledger/test_decisions.py).
 """
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from . import envelope as ev
 from . import errors
 from .clock import plus_seconds
 from .commands import BindAgent, Caller, RequestDisconnect, UnbindAgent
-from .envelope import NewEvent
+from .envelope import NewEvent, connection_stream
 from .projections import DISCONNECTED, DISCONNECTING, ConnectionState, upstream_confirmed
+from .users import our_user_id
+from .webhook_parsing import EXPIRED, TRIGGER_DISABLED, TRIGGER_MESSAGE, UNRECOGNISED, WebhookEvent
 
 
 @dataclass(frozen=True)
@@ -126,3 +130,155 @@ def decide_unbind(state: ConnectionState, bound: tuple, cmd: UnbindAgent) -> Dec
         raise errors.NotBound("That agent is not bound to this connection.")
     return Decision((NewEvent(ev.AGENT_UNBOUND, {"agent_id": cmd.agent_id, "connection_id": state.connection_id,
                                                  "reason": "unbound"}),))
+
+
+# -- the one OBSERVED payload ----------------------------------------------------------------
+
+def observed(connection_id: str, user_id: str, tenant: str, toolkit: str | None, status: str | None,
+             occurred_at: str | None = None) -> NewEvent:
+    """A connection the ledger meets for the first time (a lookup, a webhook, reconciliation)."""
+    data = {"connection_id": connection_id, "user_id": user_id, "tenant": tenant,
+            "toolkit": toolkit or "unknown", "status": status or "ACTIVE"}
+    return NewEvent(ev.OBSERVED, data, occurred_at=occurred_at)
+
+
+def _compact(d: dict) -> dict:
+    """Leave out unknown fields, so the hashed payload holds only facts."""
+    return {k: v for k, v in d.items() if v is not None}
+
+
+# -- a Composio webhook ------------------------------------------------------------------------
+WEBHOOK_STREAM = "webhooks"
+ACCEPTED, DUPLICATE = "accepted", "duplicate"
+
+
+@dataclass(frozen=True)
+class WebhookDecision:
+    outcome: str           # accepted | unrecognised
+    stream: str
+    events: tuple
+    tenant: str | None
+
+
+def decide_webhook(state: ConnectionState | None, hook: WebhookEvent, user_id_prefix: str = "") -> WebhookDecision:
+    """What one verified delivery records. Late or out-of-order events are recorded as they come:
+    the projection decides whether they move a connection, so the ledger keeps the whole story."""
+    if hook.kind == UNRECOGNISED:
+        return _unrecognised(hook)
+    stream = connection_stream(hook.connection_id)
+    if hook.kind == EXPIRED:
+        expired = NewEvent(ev.EXPIRED, _compact({"connection_id": hook.connection_id, "reason": hook.reason}),
+                           occurred_at=hook.occurred_at)
+        if state is not None:
+            return WebhookDecision(ACCEPTED, stream, (expired,), state.tenant)
+        owner = our_user_id(hook.user_id, user_id_prefix)
+        if owner is None:
+            # Not one of our users (another app sharing the Composio project): keep the fact,
+            # but do not adopt someone else's connection into our projection.
+            return _unrecognised(hook, "foreign_user")
+        # occurred_at = the webhook's time, not "now": the projection ignores a status report
+        # older than the connection's last change, so the expiry must not predate its birth.
+        return WebhookDecision(ACCEPTED, stream, (observed(hook.connection_id, owner, owner, hook.toolkit, "ACTIVE",
+                                                           hook.occurred_at), expired), owner)
+    tenant = state.tenant if state else our_user_id(hook.user_id, user_id_prefix)
+    if hook.kind == TRIGGER_MESSAGE:
+        data = {"connection_id": hook.connection_id, "trigger_slug": hook.trigger_slug, "at": hook.occurred_at}
+        return WebhookDecision(ACCEPTED, stream, (NewEvent(ev.USED, data, occurred_at=hook.occurred_at),), tenant)
+    if hook.kind == TRIGGER_DISABLED:
+        data = _compact({"connection_id": hook.connection_id, "trigger_id": hook.trigger_id,
+                         "trigger_slug": hook.trigger_slug, "reason": hook.reason})
+        return WebhookDecision(ACCEPTED, stream, (NewEvent(ev.TRIGGER_DISABLED, data, occurred_at=hook.occurred_at),),
+                               tenant)
+    return _unrecognised(hook)
+
+
+def _unrecognised(hook: WebhookEvent, why: str | None = None) -> WebhookDecision:
+    data = _compact({"type": hook.type, "webhook_id": hook.webhook_id, "connection_id": hook.connection_id,
+                     "reason": why})
+    return WebhookDecision(UNRECOGNISED, WEBHOOK_STREAM,
+                           (NewEvent(ev.WEBHOOK_UNRECOGNISED, data, occurred_at=hook.occurred_at),), None)
+
+
+# -- drift found by reconciliation ------------------------------------------------------------
+OURS = frozenset({DISCONNECTING, DISCONNECTED})   # ours to drive: never judged against Composio
+
+
+def decide_drift(state: ConnectionState | None, account) -> tuple[str, NewEvent | None] | None:
+    """What one Composio account (a gateway Account) tells us, given the projection: None when
+    nothing drifted; ("foreign", None) for an account that is not one of our users'."""
+    if state is None:
+        if account.user_id is None:
+            return "foreign", None
+        return "observed", observed(account.id, account.user_id, account.user_id,
+                                    (account.toolkit or "unknown").lower(), account.status)
+    if state.status in OURS or not account.status or account.status == state.status:
+        return None
+    data = {"connection_id": account.id, "status": account.status}
+    if account.status_reason:
+        data["reason"] = str(account.status_reason)[:200]
+    return "status_drift", NewEvent(ev.STATUS_OBSERVED, data)
+
+
+def decide_missing(state: ConnectionState | None) -> NewEvent | None:
+    """A connection Composio confirms it no longer has: DISCONNECTED, unless it is ours to drive."""
+    if state is None or state.status in OURS:
+        return None
+    return NewEvent(ev.UPSTREAM_MISSING, {"connection_id": state.connection_id})
+
+
+# -- Composio's answer to a relayed action -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Answer:
+    """What Composio said to one action: done | not_found | unsupported (a revoke the toolkit
+    cannot do) | failed (error: the code); `revoked`: the kinds of tokens a revoke revoked."""
+    kind: str
+    revoked: tuple = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    events: tuple = ()
+    follow_up: str | None = None      # the next action this one makes due (revoke -> delete)
+    error: str | None = None
+
+
+_DONE_EVENT = {"disable": ev.UPSTREAM_DISABLED, "enable": ev.UPSTREAM_ENABLED, "delete": ev.UPSTREAM_DELETED}
+
+
+def decide_relay_outcome(action: str, connection_id: str, action_id: str, repeated: bool, answer: Answer) -> Outcome:
+    """The events (and follow-up action) one answer from Composio means. A 404 is recorded as
+    not found at Composio, never as a revoke or delete that did not happen."""
+    data = {"connection_id": connection_id, "action_id": action_id}
+    if answer.kind == "failed":
+        return Outcome(False, error=answer.error or "error")
+    if answer.kind == "not_found":
+        return _not_found(action, connection_id, repeated, data)
+    if action == "revoke":
+        payload = ({**data, "supported": True, "revoked": sorted(answer.revoked)} if answer.kind == "done" else
+                   {**data, "supported": False, "revoked": [], "reason": "the toolkit does not support revoke"})
+        return Outcome(True, (NewEvent(ev.UPSTREAM_REVOKED, payload),), follow_up="delete")
+    if action not in _DONE_EVENT:
+        return Outcome(False, error=f"unknown action {action}")
+    events = (NewEvent(_DONE_EVENT[action], data),)
+    if action == "delete":
+        events += (NewEvent(ev.DISCONNECT_COMPLETED, {"connection_id": connection_id, "reason": "purged at Composio"}),)
+    return Outcome(True, events)
+
+
+def _not_found(action: str, connection_id: str, repeated: bool, data: dict) -> Outcome:
+    """Retrying a 404 would not change it; a purge ends here (there is nothing left to purge at
+    Composio, and nothing was revoked: the events say so, and so does the connection)."""
+    found = NewEvent(ev.UPSTREAM_NOT_FOUND, {**data, "action": action, "outcome": ev.NOT_FOUND_UPSTREAM,
+                                             "repeated": repeated})
+    if action not in ("revoke", "delete"):
+        return Outcome(True, (found,))
+    if repeated:  # Composio does not deduplicate: our own lost attempt may have done it
+        reason = (f"not found at Composio when the {action} was repeated: "
+                  "an earlier attempt whose answer was lost may have done it")
+    else:
+        reason = "not found at Composio: nothing was revoked or deleted there"
+    return Outcome(True, (found, NewEvent(ev.DISCONNECT_COMPLETED, {
+        "connection_id": connection_id, "outcome": ev.NOT_FOUND_UPSTREAM, "reason": reason})))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import errors
+from .users import composio_user_id, our_user_id
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,7 @@ class SdkGateway:
         return {"Idempotency-Key": key} if key else None
 
     def _ours(self, composio_user: str | None) -> str | None:
-        if composio_user is None or not composio_user.startswith(self._prefix):
-            return None
-        return composio_user[len(self._prefix):]
+        return our_user_id(composio_user, self._prefix)
 
     def _account(self, raw) -> Account:
         toolkit = getattr(raw, "toolkit", None)
@@ -141,7 +140,7 @@ class SdkGateway:
 
     def initiate(self, user_id, toolkit, callback_url=None, credentials=None) -> Link:
         toolkit = toolkit.lower()
-        connection: dict = {"user_id": self._prefix + user_id}
+        connection: dict = {"user_id": composio_user_id(user_id, self._prefix)}
         if callback_url:
             connection["callback_url"] = callback_url
         if credentials:
@@ -166,7 +165,7 @@ class SdkGateway:
     def list(self, user_id=None, cursor=None, limit=100):
         kwargs = {"limit": limit}
         if user_id is not None:
-            kwargs["user_ids"] = [self._prefix + user_id]
+            kwargs["user_ids"] = [composio_user_id(user_id, self._prefix)]
         if cursor:
             kwargs["cursor"] = cursor
         page = self._call("list", self.client.connected_accounts.list, **kwargs)

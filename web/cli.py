@@ -97,7 +97,7 @@ ledger_cli.add_command(api_key_cli)
 @click.option("--name", default=None)
 def api_key_create(tenant, scopes, name):
     """Create a key; it is printed once, as the last line."""
-    from ledger import apikeys
+    from ledger.services import apikeys
     try:
         record, key = apikeys.create(current_app.extensions["engine"], tenant, list(scopes), name)
     except ValueError as exc:
@@ -110,7 +110,7 @@ def api_key_create(tenant, scopes, name):
 @api_key_cli.command("list")
 def api_key_list():
     """List keys (never the keys themselves)."""
-    from ledger import apikeys
+    from ledger.services import apikeys
     keys = apikeys.list_keys(current_app.extensions["engine"])
     if not keys:
         click.echo("no API keys")
@@ -123,7 +123,7 @@ def api_key_list():
 @click.argument("key_id")
 def api_key_revoke(key_id):
     """Revoke a key by its id."""
-    from ledger import apikeys
+    from ledger.services import apikeys
     if not apikeys.revoke(current_app.extensions["engine"], key_id):
         click.echo(f"no active key {key_id}", err=True)
         sys.exit(EXIT_FAILED)
@@ -147,7 +147,7 @@ def relay_cmd(once, interval, sign_every):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     click.echo(f"relay {relay.worker_id} running", err=True)
-    relay.run_forever(stop, idle_sleep=interval, on_idle=_head_signer(sign_every))
+    relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every))
     click.echo("relay stopped cleanly", err=True)
 
 
@@ -156,17 +156,14 @@ def _head_signer(every: float):
     of its own is not a move: signing it would only sign the previous signature)."""
     if every <= 0:
         return None
-    import time
-    app = current_app._get_current_object()
-    state = {"last": 0.0}
+    from ledger.services.heads import HeadSigner
 
-    def maybe_sign():
-        if time.monotonic() - state["last"] >= every:
-            state["last"] = time.monotonic()
-            with app.app_context():
-                from .heads import sign_head_if_moved
-                sign_head_if_moved(app)
-    return maybe_sign
+    from .heads import SigningNotConfigured, private_key
+    try:
+        key = private_key(current_app)
+    except SigningNotConfigured:
+        key = None  # logged each time there is something to sign, as before
+    return HeadSigner(current_app.extensions["ledger"], key, every)
 
 
 @ledger_cli.command("export")
@@ -194,7 +191,7 @@ def outbox_cmd(ctx):
     """List pending and dead Composio actions."""
     if ctx.invoked_subcommand:
         return
-    from ledger.outbox import backlog, list_actions
+    from ledger.services.relay import backlog, list_actions
     actions = list(list_actions(current_app.extensions["ledger"]))
     if not actions:
         click.echo("no pending or dead actions")
@@ -211,7 +208,7 @@ def outbox_cmd(ctx):
 @click.argument("action_id")
 def outbox_retry(action_id):
     """Re-queue a dead action to run now."""
-    from ledger.outbox import retry
+    from ledger.services.relay import retry
     if not retry(current_app.extensions["ledger"], action_id):
         click.echo(f"no pending or dead action {action_id}", err=True)
         sys.exit(EXIT_FAILED)

@@ -6,8 +6,8 @@ import os
 from flask import Flask, current_app, jsonify
 
 from ledger.metrics import counters
-from ledger.outbox import backlog
-from ledger.reconcile import last_runs
+from ledger.services.relay import backlog
+from ledger.services.reconcile import last_runs
 
 
 def metrics():

@@ -1,7 +1,7 @@
 """POST /webhooks/composio: verify a signed Composio event, record it once, answer at once.
 
 The view stays thin: read headers and raw body -> verify (the composio SDK's `verify_webhook`,
-trying each configured secret) -> parse (ledger.webhooks) -> `Ingest.record` -> answer. No
+trying each configured secret) -> parse (ledger.webhook_parsing) -> `Ingest.record` -> answer. No
 outbound call happens on this path, and nothing is recorded unless the signature is valid.
 
 Answers (all errors in the one envelope; nothing recorded):
@@ -35,9 +35,9 @@ import time
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ledger.ingest import Ingest
+from ledger.services.webhooks import Ingest
 from ledger.metrics import counters
-from ledger.webhooks import parse_webhook
+from ledger.webhook_parsing import parse_webhook
 
 from .config import secrets_list
 from .errors import ApiError

@@ -43,8 +43,8 @@ def _sdk_factory(app: Flask):
 
 
 def wire_services(app: Flask) -> None:
-    from ledger.connections import Connections
-    from ledger.outbox import Relay
+    from ledger.services.connections import Connections
+    from ledger.services.relay import Relay
     ledger = app.extensions["ledger"]
     gateway = LazyGateway(_sdk_factory(app))
     relay = Relay(ledger, gateway, max_attempts=int(app.config["RELAY_MAX_ATTEMPTS"]),
@@ -53,20 +53,12 @@ def wire_services(app: Flask) -> None:
                   retry_for=float(app.config["RELAY_RETRY_FOR_SECONDS"]),
                   lease_seconds=float(app.config["RELAY_LEASE_SECONDS"]))
 
-    def after_commit(connection_id: str) -> None:
-        if not app.config["RELAY_INLINE"]:
-            return
-        try:
-            relay.run_once(connection_id=connection_id)
-        except Exception:  # the relay worker picks it up later; the request already succeeded
-            log.exception("inline relay for %s failed", connection_id)
-
     if app.config["RELAY_IN_PROCESS"] and app.config["LEDGER_ENV"] == "development":
         _relay_in_process_when_serving(app, relay)
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
         ledger, gateway, grace_seconds=int(app.config["DISCONNECT_GRACE_SECONDS"]),
-        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit,
-        relay=relay if app.config["RELAY_INLINE"] else None))
+        poll_interval=float(app.config["POLL_INTERVAL_SECONDS"]),
+        relay=relay if app.config["RELAY_INLINE"] else None))  # None: the relay worker does it all
 
 
 def _relay_in_process_when_serving(app: Flask, relay) -> None:

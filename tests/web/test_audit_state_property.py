@@ -6,7 +6,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import audit
+from ledger import offline_audit as audit
 from tests.support import history
 
 
