@@ -23,11 +23,10 @@ from typing import Iterator
 
 from .chain import GENESIS_HASH, ChainWalker, canonical_json
 from .clock import normalize_iso
-from .envelope import HEAD_SIGNED, Envelope
+from .envelope import EVENT_COLUMNS, HEAD_SIGNED, Envelope
 from .projections import replay
 
-_FIELDS = ("seq", "stream", "version", "type", "schema", "data", "meta", "occurred_at",
-           "recorded_at", "prev_hash", "hash")
+_FIELDS = EVENT_COLUMNS
 
 
 class BadLine(Exception):

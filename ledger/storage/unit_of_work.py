@@ -19,16 +19,14 @@ from sqlalchemy.engine import Connection
 
 from .. import errors
 from ..chain import canonical_json, envelope_text, link
-from ..envelope import Envelope, NewEvent
+from ..envelope import EVENT_COLUMNS, Envelope, NewEvent
 from .statements import Statements
-from ..projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
+from ..projections import Binding, ConnectionState, evolve
 from ..clock import plus_seconds
 from ..envelope import UPSTREAM_REVOKED
 from .tables import connections, events, idempotency_keys, outbox, polls
 
-_EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
-               events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
-               events.c.prev_hash, events.c.hash)
+_EVENT_COLS = tuple(events.c[name] for name in EVENT_COLUMNS)
 _IDEMPOTENCY_FIELDS = ("key", "scope", "first_version", "last_version", "response")
 
 
@@ -246,16 +244,12 @@ class UnitOfWork:
             if cid is None:
                 continue
             before = self.connection(cid)
-            after = evolve_connection(before, env)
+            after, bound = evolve(before, lambda: self.bindings_of(cid), env)  # noqa: B023 (called here)
             if after is not before:
                 self._states[cid] = after
                 self._dirty.add(("c", cid))
-            if env.type not in BINDING_EVENT_TYPES:
-                continue  # evolve_bindings would return the state unchanged: skip the read
-            old_b = self.bindings_of(cid)
-            new_b = evolve_bindings(old_b, env, after.tenant if after else "")
-            if new_b is not old_b:
-                self._bindings[cid] = new_b
+            if bound is not None:
+                self._bindings[cid] = bound
                 self._dirty.add(("b", cid))
 
     # -- outbox: Composio actions owed, written in the same transaction as their event ----------
