@@ -32,7 +32,7 @@ from .harness import Figure, Settings, log, sqlite_url, wanted_figures
 NS = (1, 4, 16)
 STREAMS_PER_WRITER = 50
 LAG_HOOK = "sequencing_lags"
-NO_LAG = "n/a (sequenced inline: the ledger exposes no commit -> seq lag, Ledger.sequencing_lags)"
+NO_LAG = "n/a (sequenced inline: the storage exposes no commit -> seq lag, store.sequencing_lags)"
 
 BARE_COLS = "stream, version, type, schema, data, meta, occurred_at, recorded_at, prev_hash, hash"
 BARE_TABLE = {
@@ -76,7 +76,8 @@ class OursWriter:
             new = [NewEvent(t, d) for t, d in (workload.step(i, 0, ""), workload.step(i, 1, ""))]
             self.ledger.append(f"connection:{workload.cid(i)}", new, expected_version=0, meta=workload.meta(i))
             self.versions[i] = 2
-        self.lag_hook = getattr(self.ledger, LAG_HOOK, None)
+        # The storage that sequences after commit exposes the lag (ledger/storage/postgres.py).
+        self.lag_hook = getattr(self.ledger, LAG_HOOK, None) or getattr(self.ledger.store, LAG_HOOK, None)
         self.lags()  # forget the set-up's lags
 
     def write(self, i: int, at: str) -> None:

@@ -16,9 +16,9 @@ bp = Blueprint("connections", __name__, url_prefix="/api/connections")
 
 class _ConnectionId(BaseConverter):
     """A path segment other than the fixed words this blueprint routes (`disconnect`,
-    `preflight`): without it `GET /api/connections/disconnect` matched `GET /<cid>` and
+    `preflight`, `events`): without it `GET /api/connections/disconnect` matched `GET /<cid>` and
     looked up a connection called "disconnect", and OPTIONS listed GET for it."""
-    regex = r"(?!(?:disconnect|preflight)(?:/|$))[^/]+"
+    regex = r"(?!(?:disconnect|preflight|events)(?:/|$))[^/]+"
 
 
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("connection_id", _ConnectionId))

@@ -26,6 +26,7 @@ committed one is simply sequenced later, which the rule allows.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -145,6 +146,7 @@ class PostgresStore(EventStore):
         self._background: threading.Thread | None = None
         self._background_pid: int | None = None
         self._background_lock = threading.Lock()
+        self._lags: collections.deque = collections.deque(maxlen=100_000)
 
     @contextmanager
     def write(self, clock, lock_head: bool = True, prefetch: Prefetch | None = None) -> Iterator[UnitOfWork]:
@@ -196,7 +198,8 @@ class PostgresStore(EventStore):
         if not wanted:
             return {}
         streams, versions = [w[0] for w in wanted], [w[1] for w in wanted]
-        deadline = time.monotonic() + self.wait_seconds
+        committed = time.monotonic()
+        deadline = committed + self.wait_seconds
         beacon = self._beacon
         while True:
             seen = beacon.generation
@@ -204,6 +207,7 @@ class PostgresStore(EventStore):
                 cur.execute(_SEALED, (streams, versions))
                 rows = cur.fetchall()
             if len(rows) == len(wanted):
+                self._lags.extend([time.monotonic() - committed] * len(txn.recorded))
                 return {(r[1], r[2]): Envelope.from_row(r) for r in rows}
             left = deadline - time.monotonic()
             if left <= 0:
@@ -212,6 +216,13 @@ class PostgresStore(EventStore):
                 self.start_sequencer()
             with beacon.cond:
                 beacon.cond.wait_for(lambda: beacon.generation != seen, timeout=min(left, LEADER_IDLE_SECONDS * 2))
+
+    def sequencing_lags(self) -> list[float]:
+        """Seconds from each commit to its events seen sealed, one per event this process
+        appended since the last call (the bench's commit -> seq lag)."""
+        lags = list(self._lags)
+        self._lags.clear()
+        return lags
 
     def wait_sequenced(self, timeout: float | None = None) -> None:
         """Wait until no committed event is left unsequenced (rebuild, tests, shutdown)."""
