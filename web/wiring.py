@@ -53,6 +53,12 @@ def wire_services(app: Flask) -> None:
                   retry_for=float(app.config["RELAY_RETRY_FOR_SECONDS"]),
                   lease_seconds=float(app.config["RELAY_LEASE_SECONDS"]))
 
+    # What follows a commit subscribes to the ledger's event_recorded here, never as a callback
+    # handed into the ledger. (The live-stream feed subscribes when web/events.py builds it.)
+    from ledger.metrics import count_recorded
+    from ledger.signals import event_recorded
+    event_recorded.connect(count_recorded, sender=ledger)
+
     if app.config["RELAY_IN_PROCESS"] and app.config["LEDGER_ENV"] == "development":
         _relay_in_process_when_serving(app, relay)
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
