@@ -64,7 +64,7 @@ class ComposioGateway(Protocol):
 class SdkGateway:
     """ComposioGateway over `composio.Composio` (its HTTP client), with our own error types."""
 
-    def __init__(self, api_key: str, base_url: str | None = None, user_id_prefix: str = "",
+    def __init__(self, api_key: str | None, base_url: str | None = None, user_id_prefix: str = "",
                  timeout: float = 10.0, max_retries: int = 0):
         self._api_key, self._base_url = api_key, base_url
         self._prefix, self._timeout, self._max_retries = user_id_prefix or "", timeout, max_retries
@@ -78,6 +78,8 @@ class SdkGateway:
         if self._client is None:
             with self._lock:
                 if self._client is None:
+                    if not self._api_key:  # refused on first use, so start-up need not know
+                        raise errors.NotConfigured("COMPOSIO_API_KEY is not set")
                     from composio import Composio  # heavy: only when Composio is first needed
                     sdk = Composio(api_key=self._api_key, base_url=self._base_url, allow_tracking=False,
                                    timeout=self._timeout, max_retries=self._max_retries)

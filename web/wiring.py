@@ -6,47 +6,27 @@ import threading
 
 from flask import Flask
 
-from ledger.errors import NotConfigured
-
 from .requests import on_first_request
 
 log = logging.getLogger("web")
 
 
-class LazyGateway:
-    """Builds the real gateway on first use, so start-up never pays for `import composio`."""
-
-    def __init__(self, factory):
-        self._factory, self._gateway, self._lock = factory, None, threading.Lock()
-
-    def __getattr__(self, name):
-        if self._gateway is None:
-            with self._lock:
-                if self._gateway is None:
-                    self._gateway = self._factory()
-        return getattr(self._gateway, name)
-
-
-def _sdk_factory(app: Flask):
+def _gateway(app: Flask):
+    """The Composio gateway (the SDK is imported on first use, so start-up never pays for it).
+    Development mode talks to the one sandbox Composio named by COMPOSIO_BASE_URL (config
+    refuses development without it): never a Composio of its own per process."""
+    from ledger.gateway import SdkGateway
     cfg = app.config
-
-    def build():
-        from ledger.gateway import SdkGateway
-        # Development mode talks to the one sandbox Composio named by COMPOSIO_BASE_URL (config
-        # refuses development without it): never a Composio of its own per process.
-        if not cfg.get("COMPOSIO_API_KEY"):
-            raise NotConfigured("COMPOSIO_API_KEY is not set")
-        return SdkGateway(api_key=cfg["COMPOSIO_API_KEY"], base_url=cfg.get("COMPOSIO_BASE_URL"),
-                          user_id_prefix=cfg["COMPOSIO_USER_ID_PREFIX"],
-                          timeout=float(cfg["COMPOSIO_TIMEOUT_SECONDS"]), max_retries=0)
-    return build
+    return SdkGateway(api_key=cfg.get("COMPOSIO_API_KEY"), base_url=cfg.get("COMPOSIO_BASE_URL"),
+                      user_id_prefix=cfg["COMPOSIO_USER_ID_PREFIX"],
+                      timeout=float(cfg["COMPOSIO_TIMEOUT_SECONDS"]), max_retries=0)
 
 
 def wire_services(app: Flask) -> None:
     from ledger.services.connections import Connections
     from ledger.services.relay import Relay
     ledger = app.extensions["ledger"]
-    gateway = LazyGateway(_sdk_factory(app))
+    gateway = _gateway(app)
     relay = Relay(ledger, gateway, max_attempts=int(app.config["RELAY_MAX_ATTEMPTS"]),
                   base_delay=float(app.config["RELAY_BASE_DELAY_SECONDS"]),
                   max_delay=float(app.config["RELAY_MAX_DELAY_SECONDS"]),
