@@ -282,3 +282,36 @@ def _not_found(action: str, connection_id: str, repeated: bool, data: dict) -> O
         reason = "not found at Composio: nothing was revoked or deleted there"
     return Outcome(True, (found, NewEvent(ev.DISCONNECT_COMPLETED, {
         "connection_id": connection_id, "outcome": ev.NOT_FOUND_UPSTREAM, "reason": reason})))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with jitter (base_delay doubling up to max_delay) for retry_for
+    seconds from when the action fell due, then dead-lettered; max_attempts (> 0) sooner."""
+    max_attempts: int = 0
+    base_delay: float = 2.0
+    max_delay: float = 300.0
+    retry_for: float = 6 * 3600.0
+
+
+def decide_relay_failure(action: str, connection_id: str, action_id: str, attempts_before: int, created_at: str,
+                         state: ConnectionState | None, error: str, now: str, policy: RetryPolicy,
+                         jitter: float) -> tuple[NewEvent, dict]:
+    """A failed attempt: the event that says so, and the outbox row's new values (retry at a
+    later time, or dead). `jitter` in [0, 1) is drawn by the caller: no randomness here."""
+    attempts = attempts_before + 1
+    due = created_at
+    if action == "revoke" and state is not None:  # enqueued at the request, due at the end of the grace
+        due = max(due, state.purge_at or due)
+    give_up_at = plus_seconds(due, policy.retry_for)
+    if now >= give_up_at or (policy.max_attempts and attempts >= policy.max_attempts):
+        return NewEvent(ev.PROVIDER_ACTION_DEAD_LETTERED, {
+            "connection_id": connection_id, "action_id": action_id, "action": action,
+            "attempts": attempts, "error": error}), \
+            {"status": "dead", "attempts": attempts, "last_error": error, "claimed_until": None}
+    delay = min(policy.max_delay, policy.base_delay * 2 ** min(attempts - 1, 60)) * (0.5 + jitter / 2)
+    retry_at = min(plus_seconds(now, delay), give_up_at)  # one last try at the deadline
+    return NewEvent(ev.PROVIDER_ACTION_FAILED, {
+        "connection_id": connection_id, "action_id": action_id, "action": action,
+        "attempt": attempts, "error": error, "retry_at": retry_at}), \
+        {"attempts": attempts, "last_error": error, "not_before": retry_at, "claimed_by": None, "claimed_until": None}

@@ -1,7 +1,6 @@
 """The event envelope and the names of every event type the lifecycle records."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import NamedTuple
 

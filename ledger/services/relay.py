@@ -20,7 +20,7 @@ from .. import envelope as ev
 from .. import errors
 from ..clock import iso, now as clock_now, parse_iso, plus_seconds
 from ..envelope import Actor, NewEvent, connection_stream
-from ..decisions import Answer, Outcome, decide_relay_outcome
+from ..decisions import Answer, Outcome, RetryPolicy, decide_relay_failure, decide_relay_outcome
 from ..projections import DISCONNECTING
 from ..service import make_meta
 
@@ -47,8 +47,7 @@ class Relay:
                  max_delay: float = 300.0, retry_for: float = 6 * 3600.0, lease_seconds: float = 120.0,
                  worker_id: str | None = None, rng=random.random):
         self.ledger, self.gateway = ledger, gateway
-        self.max_attempts, self.base_delay, self.max_delay = max_attempts, base_delay, max_delay
-        self.retry_for = retry_for
+        self.policy = RetryPolicy(max_attempts, base_delay, max_delay, retry_for)
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng
@@ -196,26 +195,14 @@ class Relay:
                 self._failed(txn, row, outcome.error or "error", stream, meta)
 
     def _failed(self, txn, row, error: str, stream: str, meta: dict) -> None:
-        attempts = row.attempts + 1
-        due = row.created_at
-        if row.action == "revoke":  # enqueued at the request, due at the end of the grace period
-            state = txn.connection(row.connection_id)
-            due = max(due, state.purge_at or due) if state is not None else due
-        give_up_at = plus_seconds(due, self.retry_for)
-        if txn.now >= give_up_at or (self.max_attempts and attempts >= self.max_attempts):
-            txn.append(stream, [NewEvent(ev.PROVIDER_ACTION_DEAD_LETTERED, {
-                "connection_id": row.connection_id, "action_id": row.id, "action": row.action,
-                "attempts": attempts, "error": error})], meta=meta)
-            txn.set_action(row.id, status="dead", attempts=attempts, last_error=error, claimed_until=None)
-            log.error("outbox %s (%s %s) dead after %d attempts: %s", row.id, row.action, row.connection_id, attempts, error)
-            return
-        delay = min(self.max_delay, self.base_delay * 2 ** min(attempts - 1, 60)) * (0.5 + self.rng() / 2)
-        retry_at = min(plus_seconds(txn.now, delay), give_up_at)  # one last try at the deadline
-        txn.append(stream, [NewEvent(ev.PROVIDER_ACTION_FAILED, {
-            "connection_id": row.connection_id, "action_id": row.id, "action": row.action,
-            "attempt": attempts, "error": error, "retry_at": retry_at})], meta=meta)
-        txn.set_action(row.id, attempts=attempts, last_error=error, not_before=retry_at,
-                       claimed_by=None, claimed_until=None)
+        state = txn.connection(row.connection_id) if row.action == "revoke" else None
+        event, values = decide_relay_failure(row.action, row.connection_id, row.id, row.attempts, row.created_at,
+                                             state, error, txn.now, self.policy, self.rng())
+        txn.append(stream, [event], meta=meta)
+        txn.set_action(row.id, **values)
+        if values.get("status") == "dead":
+            log.error("outbox %s (%s %s) dead after %d attempts: %s", row.id, row.action, row.connection_id,
+                      values["attempts"], error)
 
 
 def retry(ledger, action_id: str) -> bool:

@@ -167,3 +167,22 @@ def test_not_found_at_composio_is_never_recorded_as_a_revoke_or_delete_that_happ
     assert [e.type for e in out.events] == [ev.UPSTREAM_NOT_FOUND, ev.DISCONNECT_COMPLETED]
     assert "repeated" in out.events[1].data["reason"] and out.follow_up is None
     assert [e.type for e in _outcome("disable", decisions.Answer("not_found")).events] == [ev.UPSTREAM_NOT_FOUND]
+
+
+def test_a_failed_attempt_is_retried_later_with_backoff_and_dead_lettered_past_the_window():
+    policy = decisions.RetryPolicy(base_delay=2.0, max_delay=300.0, retry_for=3600.0)
+    event, values = decisions.decide_relay_failure("disable", "ca_1", "act_1", 2, NOW, None, "UPSTREAM_UNAVAILABLE",
+                                                   NOW, policy, jitter=1.0)
+    assert event.type == ev.PROVIDER_ACTION_FAILED and event.data["attempt"] == 3
+    assert values["not_before"] == "2026-11-22T12:00:08.000000Z" and values["claimed_by"] is None
+    late = "2026-11-22T13:00:00.000000Z"
+    event, values = decisions.decide_relay_failure("disable", "ca_1", "act_1", 9, NOW, None, "X", late, policy, 0.0)
+    assert event.type == ev.PROVIDER_ACTION_DEAD_LETTERED and values["status"] == "dead"
+
+
+def test_a_revokes_retry_window_runs_from_the_end_of_the_grace_period():
+    policy = decisions.RetryPolicy(retry_for=3600.0)
+    later = "2026-11-29T12:00:00.000000Z"
+    event, _ = decisions.decide_relay_failure("revoke", "ca_1", "act_1", 0, NOW, _state("DISCONNECTING", purge_at=later),
+                                              "X", "2026-11-29T12:30:00.000000Z", policy, 0.0)
+    assert event.type == ev.PROVIDER_ACTION_FAILED
