@@ -126,12 +126,10 @@ class ConnectionReads:
             raise errors.NotFound("No such connection.") from None
         if caller.kind != "user" or account.user_id != caller.id:
             raise self.deny(caller, cid, action, trace_id)
-        data = {"connection_id": cid, "user_id": caller.id, "tenant": caller.tenant,
-                "toolkit": account.toolkit, "status": account.status}
+        seen = decisions.observed(cid, caller.id, caller.tenant, account.toolkit, account.status)
         with self.ledger.transaction() as txn:
             if txn.connection(cid) is None:
-                txn.append(connection_stream(cid), [NewEvent(ev.OBSERVED, data)],
-                           meta=make_meta(caller.actor, caller.tenant, trace_id))
+                txn.append(connection_stream(cid), [seen], meta=make_meta(caller.actor, caller.tenant, trace_id))
             state = txn.connection(cid)
         return state
 
