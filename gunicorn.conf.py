@@ -21,3 +21,23 @@ limit_request_line = 8190
 limit_request_field_size = 65536
 limit_request_fields = 100
 # -- end of start-up check and request limits ---------------------------------------------------
+
+# -- workers (measured: bench/results/concurrency-before-sequencer.md, bench/results/fanout.md) ------
+# gthread: a request waiting on I/O (Composio, the sequencer's seal, a live SSE stream or ?wait)
+# holds one thread, not a whole worker. Sync workers carried half the webhooks of gthread at 32
+# connections, and one SSE client would take a sync worker for its whole life. 320 threads a
+# worker held 500 idle streams on two workers with a third to spare; a busy worker's CPU work
+# still runs one thread at a time, so more threads cost memory, not throughput. gevent measured
+# worst (it would also need every driver monkey-patched).
+import os as _os
+
+workers = int(_os.environ.get("WEB_CONCURRENCY", "2"))   # about one per core
+worker_class = "gthread"
+threads = int(_os.environ.get("GUNICORN_THREADS", "320"))
+worker_connections = 2000   # gthread: open connections a worker accepts (streams included)
+keepalive = 5
+# The first `import composio` in a worker can take seconds on a busy machine: a worker killed for
+# it would never finish booting.
+timeout = 60
+graceful_timeout = 20       # open streams are cut then; browsers resume with Last-Event-ID
+# -- end of workers -------------------------------------------------------------------------------

@@ -48,6 +48,9 @@ def create_app(config: dict | None = None) -> Flask:
     for name in ("ops.healthz", "ops.readyz", "openapi.openapi"):  # webhooks exempt themselves
         limiter.exempt(app.view_functions[name])
 
+    from .pages import bp as pages_bp  # the pages: /, /audit, /docs (web/pages.py)
+    app.register_blueprint(pages_bp)
+
     from .cli import register_cli
     register_cli(app)
     logging.getLogger("web").debug("app ready on %s", engine.dialect.name)

@@ -127,7 +127,7 @@ APPENDED, SEQUENCED = "ledger_appended", "ledger_sequenced"
 BATCH = 2000                      # events sealed per sequencer transaction at most
 LEADER_IDLE_SECONDS = 0.25        # the sequencer's fallback wake-up without a NOTIFY
 STANDBY_RETRY_SECONDS = 0.5       # how often a standby asks for the lock
-SEQUENCER_WAIT_SECONDS = 10.0     # how long a request waits for its events to be sealed
+SEQUENCER_WAIT_SECONDS = 30.0     # how long a request waits for its events to be sealed (then 503: committed, sealed later)
 
 _SEALED = ("SELECT " + ", ".join(EVENT_COLUMNS) + " "
            "FROM events WHERE (stream, version) IN (SELECT * FROM unnest(%s::text[], %s::int[])) "

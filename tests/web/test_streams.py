@@ -192,7 +192,7 @@ def test_twenty_waiters_ask_composio_at_most_once_per_interval(serve, auth, comp
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(lambda _: requests.get(url, headers=alice, timeout=60), range(20)))
     elapsed = time.monotonic() - began
-    assert [a.json()["status"] for a in answers] == ["INITIATED"] * 20
+    assert [a.json().get("status", a.text) for a in answers] == ["INITIATED"] * 20
     calls = composio.calls("GET", f"/connected_accounts/{cid}")[before:]
     assert len(calls) <= int(elapsed / 1.0) + 1, [round(c["at"] - calls[0]["at"], 2) for c in calls]
     gaps = [b["at"] - a["at"] for a, b in zip(calls, calls[1:])]
