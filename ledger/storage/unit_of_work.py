@@ -14,7 +14,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, delete, exists, insert, literal, select, update
+from sqlalchemy import and_, delete, exists, insert, literal, select, text, update
 from sqlalchemy.engine import Connection
 
 from .. import errors
@@ -330,15 +330,18 @@ class UnitOfWork:
 
     def take_poll_turn(self, cid: str, interval_seconds: float) -> bool:
         """True (and the turn is taken) if nobody asked Composio about `cid` in the last
-        `interval_seconds`, in any process: the polls row bounds them all."""
-        row = self.conn.execute(select(polls.c.polled_at).where(polls.c.connection_id == cid)).first()
-        if row is not None and plus_seconds(row[0], interval_seconds) > self.now:
-            return False
-        if row is None:
-            self.conn.execute(insert(polls).values(connection_id=cid, polled_at=self.now))
-        else:
-            self.conn.execute(update(polls).where(polls.c.connection_id == cid).values(polled_at=self.now))
-        return True
+        `interval_seconds`, in any process: the polls row bounds them all. Race-free on both
+        backends: a conditional UPDATE (PostgreSQL re-checks its WHERE after the row lock) or an
+        INSERT that does nothing when a concurrent request inserted first (no unique violation,
+        which used to answer 409 to waiters polling one new connection together)."""
+        since = plus_seconds(self.now, -interval_seconds)
+        moved = self.conn.execute(update(polls).where(polls.c.connection_id == cid, polls.c.polled_at <= since)
+                                  .values(polled_at=self.now))
+        if moved.rowcount == 1:
+            return True
+        first = self.conn.execute(text("INSERT INTO polls (connection_id, polled_at) VALUES (:cid, :at) "
+                                       "ON CONFLICT (connection_id) DO NOTHING"), {"cid": cid, "at": self.now})
+        return first.rowcount == 1
 
     # -- the writes, at the end ------------------------------------------------------------------
     def flush(self, cur=None) -> None:
