@@ -32,7 +32,7 @@ class Site:
     """The seeded database, the API keys, and the running servers."""
 
     def __init__(self, settings: Settings, wrk: str):
-        from ledger import apikeys
+        from ledger.services import apikeys
         self.settings, self.wrk, self.workdir = settings, wrk, settings.workdir
         self.disc_count = 5000 if settings.quick else 30_000
         self.url = sqlite_url(self.workdir, "http")

@@ -29,7 +29,7 @@ def _profile(name: str, fn) -> None:
 
 def _requests(settings: Settings) -> None:
     """Status read and webhook ingest, in process (no gunicorn, no sockets)."""
-    from ledger import apikeys
+    from ledger.services import apikeys
     from web import create_app
     from .http import OPEN_BASE, OPEN_COUNT, SECRET, TENANT, signed_webhook
     url = sqlite_url(settings.workdir, "profile_http")

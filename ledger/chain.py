@@ -50,6 +50,13 @@ _ENVELOPE = ('{"data":%s,"meta":%s,"occurred_at":%s,"prev_hash":%s,"recorded_at"
              '"schema":%d,"seq":%d,"stream":%s,"type":%s,"version":%d}')
 
 
+def export_line(hashed_text: str, hash_: str) -> str:
+    """One export line (without its newline): the hashed envelope's canonical text plus its hash,
+    so anyone can recompute the chain from the export alone. The one builder of it."""
+    return hashed_text[:-1] + ',"hash":"' + hash_ + '"}'
+
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool

@@ -1,11 +1,10 @@
 """The event envelope and the names of every event type the lifecycle records."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .chain import canonical_json, envelope_text
+from .chain import canonical_json, envelope_text, export_line
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,7 @@ class Envelope(NamedTuple):
 
     def to_json_line(self) -> str:
         """One NDJSON export line, built from the stored canonical text (no re-parse)."""
-        text = self.hashed_text()
-        return text[:-1] + ',"hash":' + json.dumps(self.hash) + "}"
+        return export_line(self.hashed_text(), self.hash)
 
     def hashed_text(self) -> str:
         return envelope_text(
@@ -87,6 +85,11 @@ class Envelope(NamedTuple):
                    type=d["type"], schema=int(d["schema"]), data=d["data"], meta=d["meta"],
                    occurred_at=d["occurred_at"], recorded_at=d["recorded_at"],
                    prev_hash=d["prev_hash"], hash=d["hash"])
+
+
+#: The events table's columns, in the order Envelope.from_row reads a row: the one list of them.
+EVENT_COLUMNS = Envelope._fields[:11]
+
 
 
 def connection_stream(connection_id: str) -> str:

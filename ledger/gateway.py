@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import errors
+from .users import composio_user_id, our_user_id
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class ComposioGateway(Protocol):
 class SdkGateway:
     """ComposioGateway over `composio.Composio` (its HTTP client), with our own error types."""
 
-    def __init__(self, api_key: str, base_url: str | None = None, user_id_prefix: str = "",
+    def __init__(self, api_key: str | None, base_url: str | None = None, user_id_prefix: str = "",
                  timeout: float = 10.0, max_retries: int = 0):
         self._api_key, self._base_url = api_key, base_url
         self._prefix, self._timeout, self._max_retries = user_id_prefix or "", timeout, max_retries
@@ -77,6 +78,8 @@ class SdkGateway:
         if self._client is None:
             with self._lock:
                 if self._client is None:
+                    if not self._api_key:  # refused on first use, so start-up need not know
+                        raise errors.NotConfigured("COMPOSIO_API_KEY is not set")
                     from composio import Composio  # heavy: only when Composio is first needed
                     sdk = Composio(api_key=self._api_key, base_url=self._base_url, allow_tracking=False,
                                    timeout=self._timeout, max_retries=self._max_retries)
@@ -109,9 +112,7 @@ class SdkGateway:
         return {"Idempotency-Key": key} if key else None
 
     def _ours(self, composio_user: str | None) -> str | None:
-        if composio_user is None or not composio_user.startswith(self._prefix):
-            return None
-        return composio_user[len(self._prefix):]
+        return our_user_id(composio_user, self._prefix)
 
     def _account(self, raw) -> Account:
         toolkit = getattr(raw, "toolkit", None)
@@ -141,7 +142,7 @@ class SdkGateway:
 
     def initiate(self, user_id, toolkit, callback_url=None, credentials=None) -> Link:
         toolkit = toolkit.lower()
-        connection: dict = {"user_id": self._prefix + user_id}
+        connection: dict = {"user_id": composio_user_id(user_id, self._prefix)}
         if callback_url:
             connection["callback_url"] = callback_url
         if credentials:
@@ -166,7 +167,7 @@ class SdkGateway:
     def list(self, user_id=None, cursor=None, limit=100):
         kwargs = {"limit": limit}
         if user_id is not None:
-            kwargs["user_ids"] = [self._prefix + user_id]
+            kwargs["user_ids"] = [composio_user_id(user_id, self._prefix)]
         if cursor:
             kwargs["cursor"] = cursor
         page = self._call("list", self.client.connected_accounts.list, **kwargs)

@@ -37,3 +37,8 @@ counters = Counters()
 
 # The outcomes of a webhook delivery, named once so logs, counters and tests agree.
 WEBHOOK_OUTCOMES = ("accepted", "duplicate", "unrecognised", "rejected_signature", "stale", "invalid")
+
+
+def count_recorded(_ledger, envelope=None, **_kw) -> None:
+    """An event_recorded receiver (the composition root connects it): events this process recorded."""
+    counters.inc("ledger.events_recorded")

@@ -266,6 +266,22 @@ def evolve_bindings(state: tuple, env: Envelope, tenant: str = "") -> tuple:
     return state
 
 
+# --- the one fold step --------------------------------------------------------------------------
+
+def evolve(state: ConnectionState | None, bindings: Callable[[], tuple], env: Envelope
+           ) -> tuple[ConnectionState | None, tuple | None]:
+    """One event's effect on its connection: the next state, and the next bindings (None when
+    the event leaves them as they are: `bindings` is then never called, which spares the store a
+    read). Live update (the unit of work), rebuild, state as of and the offline auditor all fold
+    with this, so they cannot disagree."""
+    after = evolve_connection(state, env)
+    if env.type not in BINDING_EVENT_TYPES:
+        return after, None
+    before = bindings()
+    updated = evolve_bindings(before, env, after.tenant if after else "")
+    return after, (None if updated is before else updated)
+
+
 # --- replay --------------------------------------------------------------------------------
 
 @dataclass
@@ -278,17 +294,12 @@ class Projection:
         cid = env.connection_id
         if cid is None:
             return
-        connections = self.connections
-        after = evolve_connection(connections.get(cid), env)
+        after, bound = evolve(self.connections.get(cid), lambda: self.bindings.get(cid, ()), env)
         if after is not None:
-            connections[cid] = after
-        if env.type not in BINDING_EVENT_TYPES:
-            return  # evolve_bindings would return the bindings unchanged (replay's common case)
-        current = self.bindings.get(cid, ())
-        updated = evolve_bindings(current, env, after.tenant if after else "")
-        if updated is not current:
-            if updated:
-                self.bindings[cid] = updated
+            self.connections[cid] = after
+        if bound is not None:
+            if bound:
+                self.bindings[cid] = bound
             else:
                 self.bindings.pop(cid, None)
 

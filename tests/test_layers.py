@@ -1,5 +1,6 @@
 """The two floors: nothing in ledger/ imports Flask or web/, and composio loads lazily."""
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,9 +36,8 @@ def test_creating_the_app_does_not_import_composio(tmp_path):
 
 
 DRIVERS = ("sqlalchemy", "sqlmodel", "psycopg", "sqlite3", "alembic")
-# Use cases that still build SQLAlchemy Core queries: the next phase (issue 13) empties this.
-# Nothing may be added here; a module leaving this list should be taken off it.
-SQL_OUTSIDE_STORAGE = {"ledger/apikeys.py", "ledger/connections.py", "ledger/outbox.py", "ledger/reconcile.py"}
+# Nothing outside the storage room may build a query: issue 13 emptied this list; keep it empty.
+SQL_OUTSIDE_STORAGE: set[str] = set()
 
 
 def _imports_a_driver(path: Path) -> bool:
@@ -135,3 +135,41 @@ def test_no_import_cycles_among_web_modules():
     graph = import_graph("web")
     assert "web.blueprints.connections" in graph and graph["web.cli"]
     assert cycles(graph) == []
+
+
+def _modules(*packages: str):
+    import ast
+    for pkg in packages:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            yield str(path.relative_to(ROOT)), ast.parse(path.read_text(), str(path))
+
+
+# The use cases are the only callers of the ledger's one transaction; the Ledger defines it. (The
+# storage room's own database transactions, e.g. psycopg's conn.transaction(), are below it.)
+TRANSACTION_CALLERS_ALLOWED = ("ledger/services/", "ledger/service.py", "ledger/storage/")
+
+
+def test_only_the_use_cases_open_a_ledger_transaction():
+    import ast
+    callers = {name for name, tree in _modules("ledger", "web", "bench") for node in ast.walk(tree)
+               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+               and node.func.attr == "transaction"}
+    outside = {c for c in callers if not c.startswith(TRANSACTION_CALLERS_ALLOWED)}
+    assert outside == set(), "open a ledger transaction in a use case (ledger/services/), not here"
+    assert any(c.startswith("ledger/services/") for c in callers)
+
+
+# A parameter that takes code to run at a moment of the ledger's work (after a commit, when idle):
+# what runs after a commit subscribes to ledger.signals.event_recorded in the composition root.
+_CALLBACK = re.compile(r"^(after|before|on)_(commit|write|append|record|recorded|idle)$|^callback$")
+
+
+def test_no_ledger_function_takes_a_callback_from_outside():
+    import ast
+    offending = []
+    for name, tree in _modules("ledger"):
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args.args + node.args.kwonlyargs + node.args.posonlyargs
+                offending += [f"{name}:{node.name}({a.arg})" for a in args if _CALLBACK.match(a.arg)]
+    assert offending == [], "no web callback in the ledger: subscribe to event_recorded instead"

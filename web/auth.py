@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
 
-from ledger import apikeys
+from ledger.services import apikeys
 from ledger.commands import Caller
 
 from .errors import ApiError

@@ -9,8 +9,6 @@ import threading
 
 from flask import Flask
 
-from ledger.errors import NotConfigured
-
 from . import config as cfg
 from .json_provider import OrjsonProvider
 from .logs import configure_logging
@@ -46,37 +44,19 @@ def build_ledger(app: Flask):
     return engine, Ledger(open_store(engine))
 
 
-class LazyGateway:
-    """Builds the real gateway on first use, so start-up never pays for `import composio`."""
-
-    def __init__(self, factory):
-        self._factory, self._gateway, self._lock = factory, None, threading.Lock()
-
-    def __getattr__(self, name):
-        if self._gateway is None:
-            with self._lock:
-                if self._gateway is None:
-                    self._gateway = self._factory()
-        return getattr(self._gateway, name)
-
-
-def _sdk_factory(app: Flask):
+def build_gateway(app: Flask):
+    """The Composio gateway (the SDK is imported on its first use, so start-up never pays for it).
+    Development mode talks to the one sandbox Composio named by COMPOSIO_BASE_URL (config
+    refuses development without it): never a Composio of its own per process."""
+    from ledger.gateway import SdkGateway
     config = app.config
-
-    def build():
-        from ledger.gateway import SdkGateway
-        # Development mode talks to the one sandbox Composio named by COMPOSIO_BASE_URL (config
-        # refuses development without it): never a Composio of its own per process.
-        if not config.get("COMPOSIO_API_KEY"):
-            raise NotConfigured("COMPOSIO_API_KEY is not set")
-        return SdkGateway(api_key=config["COMPOSIO_API_KEY"], base_url=config.get("COMPOSIO_BASE_URL"),
-                          user_id_prefix=config["COMPOSIO_USER_ID_PREFIX"],
-                          timeout=float(config["COMPOSIO_TIMEOUT_SECONDS"]), max_retries=0)
-    return build
+    return SdkGateway(api_key=config.get("COMPOSIO_API_KEY"), base_url=config.get("COMPOSIO_BASE_URL"),
+                      user_id_prefix=config["COMPOSIO_USER_ID_PREFIX"],
+                      timeout=float(config["COMPOSIO_TIMEOUT_SECONDS"]), max_retries=0)
 
 
 def build_relay(app: Flask, ledger, gateway):
-    from ledger.outbox import Relay
+    from ledger.services.relay import Relay
     config = app.config
     return Relay(ledger, gateway, max_attempts=int(config["RELAY_MAX_ATTEMPTS"]),
                  base_delay=float(config["RELAY_BASE_DELAY_SECONDS"]),
@@ -87,25 +67,23 @@ def build_relay(app: Flask, ledger, gateway):
 
 def build_services(app: Flask, ledger) -> None:
     """The gateway, the relay and the connection use cases, wired to each other once."""
-    from ledger.connections import Connections
+    from ledger.services.connections import Connections
     config = app.config
-    gateway = LazyGateway(_sdk_factory(app))
+    gateway = build_gateway(app)
     relay = build_relay(app, ledger, gateway)
 
-    def after_commit(connection_id: str) -> None:
-        if not config["RELAY_INLINE"]:
-            return
-        try:
-            relay.run_once(connection_id=connection_id)
-        except Exception:  # the relay worker picks it up later; the request already succeeded
-            log.exception("inline relay for %s failed", connection_id)
+    # What follows a commit subscribes to the ledger's event_recorded here, never as a callback
+    # handed into the ledger. (The live-stream feed subscribes when web/blueprints/events.py builds it.)
+    from ledger.metrics import count_recorded
+    from ledger.signals import event_recorded
+    event_recorded.connect(count_recorded, sender=ledger)
 
     if config["RELAY_IN_PROCESS"] and config["LEDGER_ENV"] == "development":
         _relay_in_process_when_serving(app, relay)
     app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
         ledger, gateway, grace_seconds=int(config["DISCONNECT_GRACE_SECONDS"]),
-        poll_interval=float(config["POLL_INTERVAL_SECONDS"]), after_commit=after_commit,
-        relay=relay if config["RELAY_INLINE"] else None))
+        poll_interval=float(config["POLL_INTERVAL_SECONDS"]),
+        relay=relay if config["RELAY_INLINE"] else None))  # None: the relay worker does it all
 
 
 def _relay_in_process_when_serving(app: Flask, relay) -> None:

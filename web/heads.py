@@ -1,12 +1,12 @@
-"""Signed heads: the chain's tip signed with Ed25519 and recorded in the chain itself."""
+"""Signed heads from the web: the key comes from config; the use case is ledger/services/heads.py."""
 from __future__ import annotations
 
 from flask import Flask
 
-from ledger import envelope as ev
-from ledger.envelope import Actor, NewEvent
+from ledger.services import heads
+from ledger.services.heads import HEADS_STREAM
 
-HEADS_STREAM = "ledger:heads"
+__all__ = ["HEADS_STREAM", "SigningNotConfigured", "private_key", "sign_head", "sign_head_if_moved"]
 
 
 class SigningNotConfigured(RuntimeError):
@@ -25,24 +25,16 @@ def private_key(app: Flask):
 
 def sign_head(app: Flask) -> dict:
     """Sign the current head {seq, hash, time} and record it as a ledger.head_signed event."""
-    from ledger.signing import sign_head as sign
-    key = private_key(app)
-    ledger = app.extensions["ledger"]
-    with ledger.transaction() as txn:
-        head = sign(key, txn.head_seq, txn.head_hash, txn.now)
-        txn.append(HEADS_STREAM, [NewEvent(ev.HEAD_SIGNED, head)], meta={"actor": Actor("system", "signer").as_dict()})
-    return head
+    return heads.sign_head(app.extensions["ledger"], private_key(app))
 
 
 def sign_head_if_moved(app: Flask) -> dict | None:
-    """sign_head, but only if some event other than a signed head was recorded since the last
-    signed head: a quiet ledger gets no new heads (each would only sign the one before)."""
+    """Sign the head if anything but a signed head was recorded since the last one (the key is
+    needed only then)."""
     ledger = app.extensions["ledger"]
     last = app.extensions.get("last_signed_seq")
     if last is None:
-        heads = ledger.read_stream(HEADS_STREAM)
-        last = int(heads[-1].data["seq"]) if heads else 0
-    moved = any(e.type != ev.HEAD_SIGNED for e in ledger.store.iter_envelopes(after=last))
-    head = sign_head(app) if moved else None
+        last = heads.last_signed_seq(ledger)
+    head = heads.sign_head(ledger, private_key(app)) if heads.moved_since(ledger, last) else None
     app.extensions["last_signed_seq"] = head["seq"] if head else last
     return head

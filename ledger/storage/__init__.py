@@ -5,6 +5,8 @@ store       EventStore: the interface, and the chain's reads, verify and rebuild
 sqlite      SQLite: one writer at a time, events sequenced inline in the writing transaction
 postgres    PostgreSQL: events sequenced after commit by one sequencer at a time
 unit_of_work  what one write transaction reads and writes (typed methods for the use cases)
+reads       projection, outbox and reconcile-run reads for the use cases (mixed into EventStore)
+api_keys    the api_keys table's rows
 statements  the hot path's fixed SQL text; tables: the schema; migrate: Alembic upgrades
 verifying   verify() of a long chain across processes
 """

@@ -42,7 +42,7 @@ from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, Operat
 
 from .. import errors
 from ..chain import GENESIS_HASH, envelope_text, link
-from ..envelope import Envelope
+from ..envelope import EVENT_COLUMNS, Envelope
 from .store import EventStore
 from .unit_of_work import Prefetch, UnitOfWork
 
@@ -129,7 +129,7 @@ LEADER_IDLE_SECONDS = 0.25        # the sequencer's fallback wake-up without a N
 STANDBY_RETRY_SECONDS = 0.5       # how often a standby asks for the lock
 SEQUENCER_WAIT_SECONDS = 30.0     # how long a request waits for its events to be sealed (then 503: committed, sealed later)
 
-_SEALED = ("SELECT seq, stream, version, type, schema, data, meta, occurred_at, recorded_at, prev_hash, hash "
+_SEALED = ("SELECT " + ", ".join(EVENT_COLUMNS) + " "
            "FROM events WHERE (stream, version) IN (SELECT * FROM unnest(%s::text[], %s::int[])) "
            "AND seq IS NOT NULL")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 
+from ..envelope import EVENT_COLUMNS
 from ..projections import BINDING_COLUMNS, CONNECTION_COLUMNS, META_READERS
 
-EVENT_COLUMNS = ("seq", "stream", "version", "type", "schema", "data", "meta", "occurred_at",
-                 "recorded_at", "prev_hash", "hash")
-UNSEQUENCED_COLUMNS = ("stream", "version", "type", "schema", "data", "meta", "occurred_at", "recorded_at")
+# What a writer inserts where the sequencer seals later (PostgreSQL): no seq and no hashes yet.
+UNSEQUENCED_COLUMNS = tuple(c for c in EVENT_COLUMNS if c not in ("seq", "prev_hash", "hash"))
 
 _STATEMENTS = {
     "head": "SELECT seq, hash, recorded_at FROM ledger_head WHERE id = 1",

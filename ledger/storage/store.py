@@ -18,17 +18,16 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, OperationalError
 
 from .. import errors
-from ..chain import GENESIS_HASH, ChainWalker, envelope_text, walk_rows
-from ..envelope import Envelope
+from ..chain import GENESIS_HASH, ChainWalker, envelope_text, export_line, walk_rows
+from ..envelope import EVENT_COLUMNS, Envelope
 from ..projections import BINDING_COLUMNS, CONNECTION_COLUMNS, Binding, ConnectionState, Projection, replay
+from .reads import Reads
 from .statements import Statements
 from .tables import connections, events, ledger_head
 from .unit_of_work import Prefetch, UnitOfWork
 from .verifying import driver_target, verify_in_parallel
 
-_EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
-               events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
-               events.c.prev_hash, events.c.hash)
+_EVENT_COLS = tuple(events.c[name] for name in EVENT_COLUMNS)
 PAGE = 5000
 PARALLEL_FROM = 200_000  # events: below this, starting processes costs more than it saves
 
@@ -44,7 +43,7 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class EventStore:
+class EventStore(Reads):
     """Storage of the ledger on one engine. Use `open_store(engine)` for the backend's own."""
 
     #: verify() may split a long chain across processes (the database is reachable from them)
@@ -202,7 +201,7 @@ class EventStore:
             text_ = envelope_text(seq=r[0], stream=r[1], version=r[2], type=r[3], schema=r[4],
                                   data_json=r[5], meta_json=r[6], occurred_at=r[7],
                                   recorded_at=r[8], prev_hash=r[9])
-            yield text_[:-1] + ',"hash":"' + r[10] + '"}\n'
+            yield export_line(text_, r[10]) + "\n"
 
     def query_events(self, after: int = 0, limit: int = 100, *, connection_id: str | None = None,
                      user_id: str | None = None, type: str | None = None, since: str | None = None,

@@ -10,23 +10,24 @@ all (see EventStore.write). Statements run on the driver's cursor, inside SQLAlc
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, exists, insert, literal, select, text, update
 from sqlalchemy.engine import Connection
 
 from .. import errors
 from ..chain import canonical_json, envelope_text, link
-from ..envelope import Envelope, NewEvent
+from ..envelope import EVENT_COLUMNS, Envelope, NewEvent
 from .statements import Statements
-from ..projections import BINDING_EVENT_TYPES, Binding, ConnectionState, evolve_bindings, evolve_connection
+from ..projections import Binding, ConnectionState, evolve
+from ..clock import plus_seconds
+from ..envelope import UPSTREAM_REVOKED
+from .tables import connections, events, idempotency_keys, outbox, polls
 from . import webhook_store
-from .tables import events, idempotency_keys, outbox
 
-_EVENT_COLS = (events.c.seq, events.c.stream, events.c.version, events.c.type, events.c.schema,
-               events.c.data, events.c.meta, events.c.occurred_at, events.c.recorded_at,
-               events.c.prev_hash, events.c.hash)
+_EVENT_COLS = tuple(events.c[name] for name in EVENT_COLUMNS)
 _IDEMPOTENCY_FIELDS = ("key", "scope", "first_version", "last_version", "response")
 
 
@@ -245,16 +246,12 @@ class UnitOfWork:
             if cid is None:
                 continue
             before = self.connection(cid)
-            after = evolve_connection(before, env)
+            after, bound = evolve(before, lambda: self.bindings_of(cid), env)  # noqa: B023 (called here)
             if after is not before:
                 self._states[cid] = after
                 self._dirty.add(("c", cid))
-            if env.type not in BINDING_EVENT_TYPES:
-                continue  # evolve_bindings would return the state unchanged: skip the read
-            old_b = self.bindings_of(cid)
-            new_b = evolve_bindings(old_b, env, after.tenant if after else "")
-            if new_b is not old_b:
-                self._bindings[cid] = new_b
+            if bound is not None:
+                self._bindings[cid] = bound
                 self._dirty.add(("b", cid))
 
     # -- outbox: Composio actions owed, written in the same transaction as their event ----------
@@ -287,6 +284,72 @@ class UnitOfWork:
 
     def set_action(self, action_id: str, **values) -> None:
         self.conn.execute(update(outbox).where(outbox.c.id == action_id).values(updated_at=self.now, **values))
+
+    def action(self, action_id: str):
+        """One outbox row (id, connection_id, action, status, attempts, claimed_by, ...), or None."""
+        return self.conn.execute(select(outbox).where(outbox.c.id == action_id)).first()
+
+    def claim_actions(self, worker_id: str, until: str, limit: int, connection_id: str | None = None,
+                      sealed_only: bool = True) -> list:
+        """Lease due actions to `worker_id` until `until`: a connection's actions only ever one at a
+        time, in order (none is due while an earlier one of its connection is still pending).
+        `sealed_only`: only actions whose causing event is in the chain (sealed on PostgreSQL).
+        Rows: id, connection_id, action, attempts, claimed_by (as it was before this claim)."""
+        o2 = outbox.alias("earlier")
+        now = self.now
+        earlier_open = exists().where(and_(o2.c.connection_id == outbox.c.connection_id,
+                                           o2.c.status == "pending", o2.c.id < outbox.c.id))
+        q = (select(outbox.c.id, outbox.c.connection_id, outbox.c.action, outbox.c.attempts,
+                    outbox.c.claimed_by)
+             .where(outbox.c.status == "pending", outbox.c.not_before <= now,
+                    (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now), ~earlier_open)
+             .order_by(outbox.c.id).limit(limit))
+        if sealed_only:
+            q = q.where(outbox.c.causation_seq > 0)
+        if connection_id:
+            q = q.where(outbox.c.connection_id == connection_id)
+        if not self.inline:
+            # Writers run side by side (PostgreSQL): two relays must not take the same row, and
+            # neither waits for the other's (SKIP LOCKED). SQLite's one writer excludes the rest.
+            q = q.with_for_update(skip_locked=True, of=outbox)
+        rows = self.conn.execute(q).all()
+        for r in rows:
+            self.conn.execute(update(outbox).where(outbox.c.id == r.id)
+                              .values(claimed_by=worker_id, claimed_until=until, updated_at=now))
+        return rows
+
+    def requeue_action(self, action_id: str) -> bool:
+        """Make a dead (or stuck) action due now, with attempts and its retry window afresh."""
+        done = self.conn.execute(update(outbox).where(outbox.c.id == action_id,
+                                                      outbox.c.status.in_(("dead", "pending")))
+                                 .values(status="pending", attempts=0, not_before=self.now, claimed_by=None,
+                                         claimed_until=None, created_at=self.now, updated_at=self.now))
+        return done.rowcount == 1
+
+    # -- rarer reads and writes the use cases need -------------------------------------------------
+    def revoke_supported(self, toolkit: str) -> bool | None:
+        """Whether the last purge of a connection of this toolkit could revoke the grant; None if
+        none was tried."""
+        streams = select(literal("connection:") + connections.c.connection_id).where(connections.c.toolkit == toolkit)
+        row = self.conn.execute(select(events.c.data).where(events.c.type == UPSTREAM_REVOKED,
+                                                            events.c.stream.in_(streams))
+                                .order_by(events.c.seq.desc()).limit(1)).first()
+        return json.loads(row[0]).get("supported") if row else None
+
+    def take_poll_turn(self, cid: str, interval_seconds: float) -> bool:
+        """True (and the turn is taken) if nobody asked Composio about `cid` in the last
+        `interval_seconds`, in any process: the polls row bounds them all. Race-free on both
+        backends: a conditional UPDATE (PostgreSQL re-checks its WHERE after the row lock) or an
+        INSERT that does nothing when a concurrent request inserted first (no unique violation,
+        which used to answer 409 to waiters polling one new connection together)."""
+        since = plus_seconds(self.now, -interval_seconds)
+        moved = self.conn.execute(update(polls).where(polls.c.connection_id == cid, polls.c.polled_at <= since)
+                                  .values(polled_at=self.now))
+        if moved.rowcount == 1:
+            return True
+        first = self.conn.execute(text("INSERT INTO polls (connection_id, polled_at) VALUES (:cid, :at) "
+                                       "ON CONFLICT (connection_id) DO NOTHING"), {"cid": cid, "at": self.now})
+        return first.rowcount == 1
 
     # -- the writes, at the end ------------------------------------------------------------------
     def flush(self, cur=None) -> None:

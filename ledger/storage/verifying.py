@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from ..chain import GENESIS_HASH, ChainWalker, VerifyResult, walk_rows
+from ..envelope import EVENT_COLUMNS
 
 
 def verify_in_parallel(target: dict, first: int, last: int, workers: int) -> VerifyResult:
@@ -55,7 +56,7 @@ def stitch(parts: list[dict], first: int) -> VerifyResult:
     return VerifyResult(True, seq, hash_ or GENESIS_HASH, checked)
 
 
-_SCAN = ("SELECT seq, stream, version, type, schema, data, meta, occurred_at, recorded_at, prev_hash, hash "
+_SCAN = ("SELECT " + ", ".join(EVENT_COLUMNS) + " "
          "FROM events WHERE seq >= {p} AND seq <= {p} ORDER BY seq")
 
 

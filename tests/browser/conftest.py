@@ -86,7 +86,7 @@ class Server:
         return s
 
     def audit_key(self) -> str:
-        from ledger import apikeys
+        from ledger.services import apikeys
         _, key = apikeys.create(self.app.extensions["engine"], "ops", ["audit:read"], "auditor")
         return key
 

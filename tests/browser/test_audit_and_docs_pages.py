@@ -67,7 +67,7 @@ def test_the_auditor_verifies_the_chain_and_sees_the_tampered_seq(page, server, 
 
 
 def test_a_key_without_audit_read_is_told_so(page, server):
-    from ledger import apikeys
+    from ledger.services import apikeys
     _, key = apikeys.create(server.app.extensions["engine"], "ops", ["connections:admin"], "admin")
     _use_key(page, key)
     expect(page.locator("#notice")).to_contain_text("audit:read")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import audit, signing
+from ledger import offline_audit as audit, signing
 from ledger import envelope as ev
 from ledger.chain import GENESIS_HASH, canonical_json, link
 from ledger.envelope import NewEvent

@@ -4,8 +4,8 @@ import pytest
 
 from ledger import envelope as ev
 from ledger.envelope import NewEvent
-from ledger.ingest import Ingest, idempotency_key
-from ledger.webhooks import EXPIRED, TRIGGER_DISABLED, TRIGGER_MESSAGE, UNRECOGNISED, parse_webhook
+from ledger.services.webhooks import Ingest, idempotency_key
+from ledger.webhook_parsing import EXPIRED, TRIGGER_DISABLED, TRIGGER_MESSAGE, UNRECOGNISED, parse_webhook
 from tests.support import webhooks as wh
 
 NOW = "2026-01-02T00:00:00.000000Z"

@@ -148,7 +148,7 @@ def test_an_action_claimed_by_a_relay_that_died_before_calling_is_done_after_its
     client = app.test_client()
     cid = connect(client, auth)
     client.delete(f"/api/connections/{cid}?immediate=true", headers=auth.user("alice"))
-    from ledger.outbox import Relay
+    from ledger.services.relay import Relay
     dead_relay = Relay(app.extensions["ledger"], app.extensions["gateway"], lease_seconds=0.2, worker_id="dead")
     assert [c.action for c in dead_relay.claim()] == ["revoke"]  # ...and it dies here
     assert app.extensions["relay"].run_once() == 0, "the lease still holds"

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from ledger import envelope as ev
-from ledger.outbox import Relay
+from ledger.services.relay import Relay
 from ledger.signals import event_recorded
 from tests.support.app import app_config, connect, events_of
 

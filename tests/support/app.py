@@ -34,7 +34,7 @@ class AuthActions:
         return {"Authorization": f"Bearer {self.token(user, **kw)}"}
 
     def service(self, tenant: str, *scopes: str, name: str = "svc") -> dict:
-        from ledger import apikeys
+        from ledger.services import apikeys
         _, key = apikeys.create(self.app.extensions["engine"], tenant, list(scopes), name)
         return {"X-Api-Key": key}
 

@@ -8,7 +8,7 @@ from contextlib import redirect_stdout
 
 import pytest
 
-from ledger import audit, signing
+from ledger import offline_audit as audit, signing
 from ledger import envelope as ev
 from ledger.envelope import NewEvent
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import audit
 from ledger import envelope as ev
+from ledger import offline_audit as audit
 from tests.support import history
 
 # What an upstream report says the status is now.

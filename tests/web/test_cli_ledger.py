@@ -78,7 +78,7 @@ def test_outbox_and_api_key_list_say_so_when_empty(db_url):
 
 
 def test_export_prints_the_lines_of_the_http_export_to_stdout_or_a_file(db_url, tmp_path):
-    from ledger import audit
+    from ledger import offline_audit as audit
     app = _app(db_url)
     _seed(app)
     runner = app.test_cli_runner()

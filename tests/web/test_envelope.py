@@ -218,7 +218,7 @@ def test_the_documented_limits_are_the_enforced_ones(client, auth):
 
 def test_a_revoked_key_stops_working_once_the_lookup_cache_expires(make_app, auth):
     import time
-    from ledger import apikeys
+    from ledger.services import apikeys
     app = make_app(API_KEY_CACHE_SECONDS=0.3)
     record, key = apikeys.create(app.extensions["engine"], "acme", ["audit:read"], "cached")
     client = app.test_client()

@@ -326,3 +326,10 @@ def test_verifying_sends_no_telemetry_even_from_a_fresh_thread():
             "assert _telemetry._queue is None, 'telemetry was queued'\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_metrics_count_the_events_the_process_recorded(app, client):
+    before = client.get("/metrics").get_json()["process"]["counters"].get("ledger.events_recorded", 0)
+    post(client, wh.trigger_message("ca_r", "app-u1"))
+    after = client.get("/metrics").get_json()["process"]["counters"].get("ledger.events_recorded", 0)
+    assert after - before == 1

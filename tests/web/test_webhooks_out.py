@@ -13,7 +13,7 @@ import requests
 from ledger import envelope as ev
 from tests.support import webhooks as wh
 from tests.support.receiver import Receiver
-from tests.web.conftest import events_of
+from tests.support.app import events_of
 
 ENDPOINTS = "/api/webhook-endpoints"
 
@@ -305,9 +305,9 @@ def test_a_relay_killed_mid_delivery_is_followed_by_one_that_sends_the_same_webh
 def test_a_name_that_resolves_to_a_private_address_at_delivery_is_not_called(hooks_app, auth, receivers):
     # Registered while its name resolved to a public address; by delivery it resolves to the
     # receiver on 127.0.0.1 (DNS rebinding). The delivery checks again and refuses to call it.
-    from ledger import webhook_endpoints as uc
+    from ledger.services import webhook_endpoints as uc
     from ledger.commands import Caller
-    from ledger.webhook_delivery import WebhookRelay
+    from ledger.services.webhook_delivery import WebhookRelay
     receiver = receivers()
     url = f"http://hooks.example.com:{receiver.port}/hooks"
     created = uc.register(hooks_app.extensions["ledger"], Caller("service", "k1", "alice", admin=True), url=url,

@@ -37,9 +37,8 @@ def bind(agent_id, cid):
     """Bind the agent to a connection (owner or connections:admin only)."""
     ctx = _ctx()
     _ids(agent_id, cid)
-    svc, caller = current_app.extensions["connections"], auth.current().caller()
-    svc.visible(caller, cid, "bind", trace_id=g.trace_id)
-    return answer(ConnectionPublic, svc.bind(caller, BindAgent(agent_id, cid), **ctx))
+    return answer(ConnectionPublic, current_app.extensions["connections"].bind(
+        auth.current().caller(), BindAgent(agent_id, cid), **ctx))
 
 
 @bp.delete("/<agent_id>/connections/<cid>")

@@ -89,9 +89,7 @@ def history(cid):
 
 
 def _disconnect(ctx: dict, cid: str, force: bool, immediate: bool, dry_run: bool) -> dict:
-    caller = auth.current().caller()
-    _svc().visible(caller, cid, "disconnect", trace_id=g.trace_id)  # observes a never-seen one of mine
-    return _svc().disconnect(caller, RequestDisconnect(cid, force, immediate, dry_run), **ctx)
+    return _svc().disconnect(auth.current().caller(), RequestDisconnect(cid, force, immediate, dry_run), **ctx)
 
 
 def _disconnected(body: dict):

@@ -8,8 +8,8 @@ import os
 from flask import Blueprint, current_app
 
 from ledger.metrics import counters
-from ledger.outbox import backlog
-from ledger.reconcile import last_runs
+from ledger.services.relay import backlog
+from ledger.services.reconcile import last_runs
 
 from ..schemas import MetricsPublic, answer
 

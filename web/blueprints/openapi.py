@@ -6,7 +6,7 @@ from pydantic import TypeAdapter
 
 from .. import query_params as q
 from .. import schemas as s
-from .. import webhook_endpoints
+from . import webhook_endpoints
 
 bp = Blueprint("openapi", __name__)
 

@@ -1,7 +1,8 @@
 """POST /webhooks/composio: verify a signed Composio event, record it once, answer at once.
 
 The view stays thin: read headers and raw body -> verify the signature (web/webhook_signature.py:
-the composio SDK's `verify_webhook`, trying each configured secret) -> parse (ledger.webhooks) -> `Ingest.record` -> answer. No
+the composio SDK's `verify_webhook`, trying each configured secret) -> parse
+(ledger.webhook_parsing) -> `Ingest.record` (ledger/services/webhooks.py) -> answer. No
 outbound call happens on this path, and nothing is recorded unless the signature is valid.
 
 Answers (all errors in the one envelope; nothing recorded):
@@ -33,9 +34,9 @@ import time
 from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ledger.ingest import Ingest
+from ledger.services.webhooks import Ingest
 from ledger.metrics import counters
-from ledger.webhooks import parse_webhook
+from ledger.webhook_parsing import parse_webhook
 
 from ..config import secrets_list
 from ..incidents import Incident

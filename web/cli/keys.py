@@ -20,7 +20,7 @@ ledger_cli.add_command(api_key_cli)
 @click.option("--name", default=None)
 def api_key_create(tenant, scopes, name):
     """Create a key; it is printed once, as the last line."""
-    from ledger import apikeys
+    from ledger.services import apikeys
     try:
         record, key = apikeys.create(current_app.extensions["engine"], tenant, list(scopes), name)
     except ValueError as exc:
@@ -33,7 +33,7 @@ def api_key_create(tenant, scopes, name):
 @api_key_cli.command("list")
 def api_key_list():
     """List keys (never the keys themselves)."""
-    from ledger import apikeys
+    from ledger.services import apikeys
     keys = apikeys.list_keys(current_app.extensions["engine"])
     if not keys:
         click.echo("no API keys")
@@ -46,7 +46,7 @@ def api_key_list():
 @click.argument("key_id")
 def api_key_revoke(key_id):
     """Revoke a key by its id."""
-    from ledger import apikeys
+    from ledger.services import apikeys
     if not apikeys.revoke(current_app.extensions["engine"], key_id):
         click.echo(f"no active key {key_id}", err=True)
         sys.exit(EXIT_FAILED)

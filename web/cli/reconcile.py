@@ -18,7 +18,7 @@ from .groups import EXIT_FAILED, ledger_cli
 def reconcile_cmd(user_id, page_size):
     """Walk Composio's connected accounts and record status drift, unseen and deleted accounts."""
     from ledger import errors
-    from ledger.reconcile import reconcile
+    from ledger.services.reconcile import reconcile
     try:
         counts = reconcile(current_app.extensions["ledger"], current_app.extensions["gateway"],
                            user_id=user_id, page_size=page_size)

@@ -27,10 +27,10 @@ def relay_cmd(once, interval, sign_every):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    from ..webhook_endpoints import start_with_relay
+    from ..blueprints.webhook_endpoints import start_with_relay
     start_with_relay(current_app._get_current_object(), stop)
     click.echo(f"relay {relay.worker_id} running", err=True)
-    relay.run_forever(stop, idle_sleep=interval, on_idle=_head_signer(sign_every))
+    relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every))
     click.echo("relay stopped cleanly", err=True)
 
 
@@ -39,17 +39,14 @@ def _head_signer(every: float):
     of its own is not a move: signing it would only sign the previous signature)."""
     if every <= 0:
         return None
-    import time
-    app = current_app._get_current_object()
-    state = {"last": 0.0}
+    from ledger.services.heads import HeadSigner
 
-    def maybe_sign():
-        if time.monotonic() - state["last"] >= every:
-            state["last"] = time.monotonic()
-            with app.app_context():
-                from ..heads import sign_head_if_moved
-                sign_head_if_moved(app)
-    return maybe_sign
+    from ..heads import SigningNotConfigured, private_key
+    try:
+        key = private_key(current_app)
+    except SigningNotConfigured:
+        key = None  # logged each time there is something to sign
+    return HeadSigner(current_app.extensions["ledger"], key, every)
 
 
 @ledger_cli.group("outbox", invoke_without_command=True)
@@ -59,9 +56,9 @@ def outbox_cmd(ctx):
     """List pending and dead Composio actions."""
     if ctx.invoked_subcommand:
         return
-    from ledger.outbox import backlog, list_actions
+    from ledger.services.relay import backlog, list_actions
     actions = list(list_actions(current_app.extensions["ledger"]))
-    from ..webhook_endpoints import echo_webhook_backlog
+    from ..blueprints.webhook_endpoints import echo_webhook_backlog
     echo_webhook_backlog(current_app.extensions["ledger"])
     if not actions:
         click.echo("no pending or dead actions")
@@ -78,9 +75,9 @@ def outbox_cmd(ctx):
 @click.argument("action_id")
 def outbox_retry(action_id):
     """Re-queue a dead action to run now."""
-    from ledger.outbox import retry
+    from ledger.services.relay import retry
     if action_id.startswith("whd_"):  # an outgoing webhook delivery (ledger/webhook_delivery.py)
-        from ledger.webhook_delivery import retry
+        from ledger.services.webhook_delivery import retry
     if not retry(current_app.extensions["ledger"], action_id):
         click.echo(f"no pending or dead action {action_id}", err=True)
         sys.exit(EXIT_FAILED)

@@ -13,12 +13,12 @@ from typing import Annotated, Optional
 from flask import Blueprint, current_app, g, jsonify, request
 from pydantic import Field, StringConstraints
 
-from ledger import webhook_endpoints as uc
+from ledger.services import webhook_endpoints as uc
 from ledger.errors import NotFound
 
-from . import auth
-from .errors import ApiError
-from .schemas import EventType, Strict, parse_body
+from .. import auth
+from ..errors import ApiError
+from ..schemas import EventType, Strict, parse_body
 
 bp = Blueprint("webhook_endpoints", __name__, url_prefix="/api/webhook-endpoints")
 _ENDPOINT_ID = r"^we_[0-9a-f]{1,40}$"
@@ -111,7 +111,7 @@ def wire(app) -> None:
     import threading
 
     from ledger.signals import event_recorded
-    from ledger.webhook_delivery import WebhookRelay
+    from ledger.services.webhook_delivery import WebhookRelay
     cfg = app.config
     relay = WebhookRelay(app.extensions["ledger"], allow_private=bool(cfg["OUTGOING_WEBHOOKS_ALLOW_PRIVATE"]),
                          timeout=float(cfg["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]),
@@ -144,7 +144,7 @@ def echo_webhook_backlog(ledger) -> None:
     """`ledger outbox`: the webhook deliveries owed, and each dead one (retry: `ledger outbox retry whd_N`)."""
     import click
 
-    from ledger.webhook_delivery import backlog, list_deliveries
+    from ledger.services.webhook_delivery import backlog, list_deliveries
     b = backlog(ledger)
     if not any(b.values()):
         return

@@ -16,23 +16,18 @@ A second run on unchanged data finds nothing to record.
 """
 from __future__ import annotations
 
-import json
 import logging
 
-from sqlalchemy import insert, select
-
-from . import envelope as ev
-from . import errors
-from .envelope import Actor, NewEvent, connection_stream
-from .metrics import counters
-from .projections import DISCONNECTED, DISCONNECTING, ConnectionState
-from .service import make_meta
-from .storage.tables import connections, reconcile_runs
+from .. import errors
+from ..decisions import OURS, decide_drift, decide_missing
+from ..envelope import Actor, connection_stream
+from ..metrics import counters
+from ..projections import ConnectionState
+from ..service import make_meta
 
 log = logging.getLogger("ledger.reconcile")
 
 RECONCILER = Actor("system", "reconcile")
-OURS = frozenset({DISCONNECTING, DISCONNECTED})
 DRIFT = ("status_drift", "observed", "missing")
 
 
@@ -67,35 +62,17 @@ def _pages(gateway, user_id, page_size):
         used.add(cursor)
 
 
-# -- decisions (pure) ------------------------------------------------------------------------
-
-def decide(state: ConnectionState | None, account) -> tuple[str, NewEvent | None] | None:
-    """What one Composio account tells us, given the projection: None when nothing drifted."""
-    if state is None:
-        if account.user_id is None:
-            return "foreign", None  # not one of our users (no COMPOSIO_USER_ID_PREFIX): not ours
-        data = {"connection_id": account.id, "user_id": account.user_id, "tenant": account.user_id,
-                "toolkit": (account.toolkit or "unknown").lower(), "status": account.status or "ACTIVE"}
-        return "observed", NewEvent(ev.OBSERVED, data)
-    if state.status in OURS or not account.status or account.status == state.status:
-        return None
-    data = {"connection_id": account.id, "status": account.status}
-    if account.status_reason:
-        data["reason"] = str(account.status_reason)[:200]
-    return "status_drift", NewEvent(ev.STATUS_OBSERVED, data)
-
-
 # -- one connection, one transaction ---------------------------------------------------------
 
 def _check_account(ledger, account, seen_state) -> str | None:
     """Record drift for one listed account. A cheap read first; the write transaction (which
     takes the writers' lock) only when something seems to have drifted, and it decides again."""
-    first = decide(seen_state, account)
+    first = decide_drift(seen_state, account)
     if first is None or first[1] is None:
         return first[0] if first else None
     with ledger.transaction() as txn:
         state = txn.connection(account.id)
-        decision = decide(state, account)
+        decision = decide_drift(state, account)
         if decision is None or decision[1] is None:
             return decision[0] if decision else None
         tenant = state.tenant if state else account.user_id
@@ -116,29 +93,21 @@ def _check_missing(ledger, gateway, cid: str) -> str | None:
         return _check_account(ledger, account, _states(ledger, [cid]).get(cid))
     with ledger.transaction() as txn:
         state = txn.connection(cid)
-        if state is None or state.status in OURS:
+        gone = decide_missing(state)
+        if gone is None:
             return None  # disconnected by the service meanwhile
-        txn.append(connection_stream(cid), [NewEvent(ev.UPSTREAM_MISSING, {"connection_id": cid})],
-                   meta=make_meta(RECONCILER, state.tenant))
+        txn.append(connection_stream(cid), [gone], meta=make_meta(RECONCILER, state.tenant))
     return "missing"
 
 
 # -- reads -------------------------------------------------------------------------------------
 
 def _live_ids(ledger, user_id: str | None) -> set[str]:
-    q = select(connections.c.connection_id).where(connections.c.status.not_in(sorted(OURS)))
-    if user_id is not None:
-        q = q.where(connections.c.user_id == user_id)
-    with ledger.store.read() as conn:
-        return {row[0] for row in conn.execute(q)}
+    return ledger.store.live_connection_ids(OURS, user_id)
 
 
 def _states(ledger, ids: list[str]) -> dict[str, ConnectionState]:
-    if not ids:
-        return {}
-    with ledger.store.read() as conn:
-        rows = conn.execute(select(connections).where(connections.c.connection_id.in_(ids))).all()
-    return {r.connection_id: ConnectionState.from_row(r) for r in rows}
+    return ledger.store.connection_states(ids)
 
 
 def _count(counts: dict, outcome: str | None) -> None:
@@ -154,16 +123,11 @@ def _report(ledger, counts: dict, user_id: str | None, started: str) -> None:
     for name in (*DRIFT, "errors"):
         if counts[name]:
             counters.inc(f"reconcile.{name}", counts[name])
-    with ledger.store.engine.begin() as conn:
-        conn.execute(insert(reconcile_runs).values(started_at=started, finished_at=ledger.now(), user_id=user_id,
-                                                   counts=json.dumps(counts, sort_keys=True)))
+    ledger.store.record_reconcile_run(started, ledger.now(), user_id, counts)
     log.info("reconcile%s: %s", f" (user {user_id})" if user_id else "",
              " ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 def last_runs(ledger, limit: int = 5) -> list[dict]:
     """The latest reconcile runs, newest first."""
-    with ledger.store.read() as conn:
-        rows = conn.execute(select(reconcile_runs).order_by(reconcile_runs.c.id.desc()).limit(limit)).all()
-    return [{"started_at": r.started_at, "finished_at": r.finished_at, "user_id": r.user_id,
-             "counts": json.loads(r.counts)} for r in rows]
+    return ledger.store.reconcile_runs(limit)

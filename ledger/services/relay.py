@@ -16,15 +16,13 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, select, update
-
-from . import envelope as ev
-from . import errors
-from .clock import plus_seconds
-from .envelope import Actor, NewEvent, connection_stream
-from .projections import DISCONNECTING
-from .service import make_meta
-from .storage.tables import outbox
+from .. import envelope as ev
+from .. import errors
+from ..clock import iso, now as clock_now, parse_iso, plus_seconds
+from ..envelope import Actor, NewEvent, connection_stream
+from ..decisions import Answer, Outcome, RetryPolicy, decide_relay_failure, decide_relay_outcome
+from ..projections import DISCONNECTING
+from ..service import make_meta
 
 log = logging.getLogger("ledger.outbox")
 RELAY = Actor("system", "relay")
@@ -39,14 +37,6 @@ class Claimed:
     repeated: bool = False   # an earlier attempt was made whose answer may have been lost
 
 
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    events: tuple = ()
-    follow_up: str | None = None      # the next action this one makes due (revoke -> delete)
-    error: str | None = None
-
-
 class Relay:
     """Carries out due actions. A failing action is retried with capped exponential backoff and
     jitter (base_delay doubling up to max_delay) for retry_for seconds from when it fell due,
@@ -57,8 +47,7 @@ class Relay:
                  max_delay: float = 300.0, retry_for: float = 6 * 3600.0, lease_seconds: float = 120.0,
                  worker_id: str | None = None, rng=random.random):
         self.ledger, self.gateway = ledger, gateway
-        self.max_attempts, self.base_delay, self.max_delay = max_attempts, base_delay, max_delay
-        self.retry_for = retry_for
+        self.policy = RetryPolicy(max_attempts, base_delay, max_delay, retry_for)
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng
@@ -90,26 +79,8 @@ class Relay:
         return mine
 
     def _claim_in(self, txn, limit: int, connection_id: str | None, sealed_only: bool) -> list[Claimed]:
-        o2 = outbox.alias("earlier")
-        now = txn.now
-        earlier_open = exists().where(and_(o2.c.connection_id == outbox.c.connection_id,
-                                           o2.c.status == "pending", o2.c.id < outbox.c.id))
-        q = (select(outbox.c.id, outbox.c.connection_id, outbox.c.action, outbox.c.attempts,
-                    outbox.c.claimed_by)
-             .where(outbox.c.status == "pending", outbox.c.not_before <= now,
-                    (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now), ~earlier_open)
-             .order_by(outbox.c.id).limit(limit))
-        if sealed_only:  # a relay runs only actions whose event is in the chain (sealed on PostgreSQL)
-            q = q.where(outbox.c.causation_seq > 0)
-        if connection_id:
-            q = q.where(outbox.c.connection_id == connection_id)
-        if self.ledger.store.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=outbox)
-        rows = txn.conn.execute(q).all()
-        until = plus_seconds(now, self.lease_seconds)
-        for r in rows:
-            txn.conn.execute(update(outbox).where(outbox.c.id == r.id)
-                             .values(claimed_by=self.worker_id, claimed_until=until, updated_at=now))
+        rows = txn.claim_actions(self.worker_id, plus_seconds(txn.now, self.lease_seconds), limit,
+                                 connection_id, sealed_only)
         # claimed_by still set: a relay took it and never recorded an answer (killed, or lost)
         return [Claimed(r.id, r.connection_id, r.action, r.attempts, bool(r.claimed_by) or r.attempts > 0)
                 for r in rows]
@@ -153,15 +124,15 @@ class Relay:
             done += len(claimed)
         return done
 
-    def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0, on_idle=None) -> None:
+    def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0, heads=None) -> None:
         """Warm the SDK, then loop until `stop` is set (SIGTERM handler or shutdown); errors
-        never kill the loop."""
+        never kill the loop. `heads`: a services.heads.HeadSigner, given its turn each pass."""
         self.warm()
         while not stop.is_set():
             try:
                 n = self.run_once()
-                if on_idle is not None:
-                    on_idle()
+                if heads is not None:
+                    heads.maybe_sign()
             except Exception:
                 log.exception("relay pass failed")
                 n = 0
@@ -169,63 +140,36 @@ class Relay:
                 stop.wait(idle_sleep)
 
     def _execute(self, c: Claimed) -> Outcome:
+        """Carry out one action at Composio; what its answer means is decided purely."""
+        return decide_relay_outcome(c.action, c.connection_id, c.id, c.repeated, self._ask(c))
+
+    def _ask(self, c: Claimed) -> Answer:
+        """Send one action to Composio, its id as the Idempotency-Key; Composio's answer."""
         gw, key = self.gateway, c.id
-        data = {"connection_id": c.connection_id, "action_id": c.id}
         try:
             if c.action == "disable":
                 gw.disable(c.connection_id, idempotency_key=key)
-                return Outcome(True, (NewEvent(ev.UPSTREAM_DISABLED, data),))
-            if c.action == "enable":
+            elif c.action == "enable":
                 gw.enable(c.connection_id, idempotency_key=key)
-                return Outcome(True, (NewEvent(ev.UPSTREAM_ENABLED, data),))
-            if c.action == "revoke":
-                return self._revoke(c, data)
-            if c.action == "delete":
-                return self._delete(c, data)
-            return Outcome(False, error=f"unknown action {c.action}")
+            elif c.action == "revoke":
+                try:
+                    return Answer("done", revoked=tuple(gw.revoke(c.connection_id, idempotency_key=key)))
+                except errors.RevokeUnsupported:
+                    return Answer("unsupported")
+            elif c.action == "delete":
+                # A 404 here is not "already deleted" (Composio does not deduplicate writes): it is
+                # recorded as not found, saying when an earlier, unrecorded attempt may have done it.
+                gw.delete(c.connection_id, idempotency_key=key)
+            return Answer("done")
         except errors.UpstreamNotFound:
-            return self._not_found(c, data)
+            return Answer("not_found")
         except errors.UpstreamError as exc:
-            return Outcome(False, error=exc.code)
-
-    @staticmethod
-    def _not_found(c: Claimed, data: dict) -> Outcome:
-        """Composio has no such account: record that, not a revoke or a delete that never happened.
-
-        Retrying a 404 would not change it; a purge ends here (there is nothing left to purge
-        at Composio, and nothing was revoked: the events say so, and so does the connection)."""
-        found = NewEvent(ev.UPSTREAM_NOT_FOUND, {**data, "action": c.action, "outcome": ev.NOT_FOUND_UPSTREAM,
-                                                 "repeated": c.repeated})
-        if c.action not in ("revoke", "delete"):
-            return Outcome(True, (found,))
-        if c.repeated:  # Composio does not deduplicate: our own lost attempt may have done it
-            reason = (f"not found at Composio when the {c.action} was repeated: "
-                      "an earlier attempt whose answer was lost may have done it")
-        else:
-            reason = "not found at Composio: nothing was revoked or deleted there"
-        return Outcome(True, (found, NewEvent(ev.DISCONNECT_COMPLETED, {
-            "connection_id": c.connection_id, "outcome": ev.NOT_FOUND_UPSTREAM, "reason": reason})))
-
-    def _revoke(self, c: Claimed, data: dict) -> Outcome:
-        try:
-            kinds = self.gateway.revoke(c.connection_id, idempotency_key=c.id)
-            payload = {**data, "supported": True, "revoked": sorted(kinds)}
-        except errors.RevokeUnsupported:
-            payload = {**data, "supported": False, "revoked": [], "reason": "the toolkit does not support revoke"}
-        return Outcome(True, (NewEvent(ev.UPSTREAM_REVOKED, payload),), follow_up="delete")
-
-    def _delete(self, c: Claimed, data: dict) -> Outcome:
-        # A 404 here is not "already deleted" (Composio does not deduplicate writes): _not_found
-        # records it as not found, saying when an earlier, unrecorded attempt may have done it.
-        self.gateway.delete(c.connection_id, idempotency_key=c.id)
-        return Outcome(True, (NewEvent(ev.UPSTREAM_DELETED, data),
-                              NewEvent(ev.DISCONNECT_COMPLETED, {"connection_id": c.connection_id,
-                                                                 "reason": "purged at Composio"})))
+            return Answer("failed", error=exc.code)
 
     # -- recording --------------------------------------------------------------------------
     def _record(self, c: Claimed, outcome: Outcome) -> None:
         with self.ledger.transaction() as txn:
-            row = txn.conn.execute(select(outbox).where(outbox.c.id == c.id)).first()
+            row = txn.action(c.id)
             stream = connection_stream(c.connection_id)
             meta = make_meta(RELAY, causation=row.causation_seq if row is not None else None)
             if row is None or row.claimed_by != self.worker_id:
@@ -251,57 +195,32 @@ class Relay:
                 self._failed(txn, row, outcome.error or "error", stream, meta)
 
     def _failed(self, txn, row, error: str, stream: str, meta: dict) -> None:
-        attempts = row.attempts + 1
-        due = row.created_at
-        if row.action == "revoke":  # enqueued at the request, due at the end of the grace period
-            state = txn.connection(row.connection_id)
-            due = max(due, state.purge_at or due) if state is not None else due
-        give_up_at = plus_seconds(due, self.retry_for)
-        if txn.now >= give_up_at or (self.max_attempts and attempts >= self.max_attempts):
-            txn.append(stream, [NewEvent(ev.PROVIDER_ACTION_DEAD_LETTERED, {
-                "connection_id": row.connection_id, "action_id": row.id, "action": row.action,
-                "attempts": attempts, "error": error})], meta=meta)
-            txn.set_action(row.id, status="dead", attempts=attempts, last_error=error, claimed_until=None)
-            log.error("outbox %s (%s %s) dead after %d attempts: %s", row.id, row.action, row.connection_id, attempts, error)
-            return
-        delay = min(self.max_delay, self.base_delay * 2 ** min(attempts - 1, 60)) * (0.5 + self.rng() / 2)
-        retry_at = min(plus_seconds(txn.now, delay), give_up_at)  # one last try at the deadline
-        txn.append(stream, [NewEvent(ev.PROVIDER_ACTION_FAILED, {
-            "connection_id": row.connection_id, "action_id": row.id, "action": row.action,
-            "attempt": attempts, "error": error, "retry_at": retry_at})], meta=meta)
-        txn.set_action(row.id, attempts=attempts, last_error=error, not_before=retry_at,
-                       claimed_by=None, claimed_until=None)
+        state = txn.connection(row.connection_id) if row.action == "revoke" else None
+        event, values = decide_relay_failure(row.action, row.connection_id, row.id, row.attempts, row.created_at,
+                                             state, error, txn.now, self.policy, self.rng())
+        txn.append(stream, [event], meta=meta)
+        txn.set_action(row.id, **values)
+        if values.get("status") == "dead":
+            log.error("outbox %s (%s %s) dead after %d attempts: %s", row.id, row.action, row.connection_id,
+                      values["attempts"], error)
 
 
 def retry(ledger, action_id: str) -> bool:
     """Re-queue a dead (or stuck) action to run now, attempts and the retry window counted
     afresh (the window runs from created_at, which is reset to now)."""
     with ledger.transaction(lock_head=False) as txn:
-        done = txn.conn.execute(update(outbox).where(outbox.c.id == action_id, outbox.c.status.in_(("dead", "pending")))
-                                .values(status="pending", attempts=0, not_before=txn.now, claimed_by=None,
-                                        claimed_until=None, created_at=txn.now, updated_at=txn.now))
-    return done.rowcount == 1
+        return txn.requeue_action(action_id)
 
 
 def backlog(ledger) -> dict:
     """What the relay owes: actions due now (pending, not_before passed), how long the oldest
     of them has waited, those scheduled later, and the dead ones (an operator's to retry)."""
-    from sqlalchemy import func
-    from .clock import iso, now as clock_now, parse_iso
     at = iso(clock_now())
-    with ledger.store.read() as conn:
-        due, oldest = conn.execute(select(func.count(), func.min(outbox.c.not_before))
-                                   .where(outbox.c.status == "pending", outbox.c.not_before <= at)).one()
-        later = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == "pending",
-                                                        outbox.c.not_before > at)).scalar()
-        dead = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == "dead")).scalar()
+    due, oldest, later, dead = ledger.store.outbox_backlog(at)
     age = (parse_iso(at) - parse_iso(oldest)).total_seconds() if oldest else 0.0
-    return {"pending": int(due), "oldest_due_age_seconds": round(max(age, 0.0), 3),
-            "scheduled": int(later), "dead": int(dead)}
+    return {"pending": due, "oldest_due_age_seconds": round(max(age, 0.0), 3),
+            "scheduled": later, "dead": dead}
 
 
 def list_actions(ledger, statuses=("pending", "dead")) -> list[dict]:
-    with ledger.store.read() as conn:
-        rows = conn.execute(select(outbox).where(outbox.c.status.in_(statuses)).order_by(outbox.c.id)).all()
-    return [dict(r._mapping) for r in rows]
-
+    return ledger.store.outbox_actions(statuses)

@@ -16,11 +16,11 @@ import socket
 import threading
 import time
 
-from . import webhook_guard, webhook_out
-from .clock import plus_seconds
-from .envelope import Actor, NewEvent
-from .service import make_meta
-from .storage import webhook_store
+from .. import webhook_guard, webhook_out
+from ..clock import plus_seconds
+from ..envelope import Actor, NewEvent
+from ..service import make_meta
+from ..storage import webhook_store
 
 log = logging.getLogger("ledger.webhooks_out")
 RELAY = Actor("system", "webhook-relay")
@@ -180,7 +180,7 @@ def retry(ledger, delivery_id: str) -> bool:
 
 
 def backlog(ledger) -> dict:
-    from .clock import iso, now
+    from ..clock import iso, now
     with ledger.store.read() as conn:
         return webhook_store.backlog(conn, iso(now()))
 

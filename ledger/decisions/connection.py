@@ -1,17 +1,14 @@
-"""Pure decisions: (state, command, now) -> events and Composio actions, or a domain error.
-
-No I/O and no clock here: `now` is passed in, so these are tested in milliseconds.
-"""
+"""A person's (or an admin key's) commands: disconnect (and its dry run), restore, bind, unbind."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import envelope as ev
-from . import errors
-from .clock import plus_seconds
-from .commands import BindAgent, Caller, RequestDisconnect, UnbindAgent
-from .envelope import NewEvent
-from .projections import DISCONNECTED, DISCONNECTING, ConnectionState, upstream_confirmed
+from .. import envelope as ev
+from .. import errors
+from ..clock import plus_seconds
+from ..commands import BindAgent, Caller, RequestDisconnect, UnbindAgent
+from ..envelope import NewEvent
+from ..projections import DISCONNECTED, DISCONNECTING, ConnectionState, upstream_confirmed
 
 
 @dataclass(frozen=True)

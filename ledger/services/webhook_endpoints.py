@@ -6,10 +6,10 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit, urlunsplit
 
-from . import errors, webhook_guard, webhook_out
-from .envelope import NewEvent
-from .service import make_meta
-from .storage import webhook_store
+from .. import errors, webhook_guard, webhook_out
+from ..envelope import NewEvent
+from ..service import make_meta
+from ..storage import webhook_store
 from .webhook_delivery import endpoint_stream
 
 REGISTERED = "webhook.endpoint_registered"

@@ -8,10 +8,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
-
-from .clock import iso, now
-from .storage.tables import api_keys
+from ..clock import iso, now
+from ..storage import api_keys as rows
 
 KNOWN_SCOPES = frozenset({"connections:admin", "audit:read"})
 PREFIX = "clk_"
@@ -46,8 +44,7 @@ def create(engine, tenant: str, scopes: list[str], name: str | None = None) -> t
     key = PREFIX + secrets.token_urlsafe(32)
     row = {"id": key_id, "name": name or key_id, "tenant": tenant, "scopes": " ".join(sorted(set(scopes))),
            "key_hash": digest(key), "created_at": iso(now()), "revoked_at": None}
-    with engine.begin() as conn:
-        conn.execute(insert(api_keys).values(**row))
+    rows.insert_key(engine, row)
     return _from_row(type("Row", (), row)), key
 
 
@@ -55,8 +52,7 @@ def find(engine, key: str) -> ApiKey | None:
     """The live (not revoked) key record for a presented key."""
     if not key or not key.startswith(PREFIX) or len(key) > 200:
         return None
-    with engine.connect() as conn:
-        r = conn.execute(_BY_HASH, {"h": digest(key)}).first()
+    r = rows.key_by_digest(engine, digest(key))
     if r is None or r.revoked_at is not None:
         return None
     return _from_row(r)
@@ -83,16 +79,9 @@ class KeyCache:
         return found
 
 
-_BY_HASH = select(api_keys).where(api_keys.c.key_hash == bindparam("h"))
-
-
 def list_keys(engine) -> list[ApiKey]:
-    with engine.connect() as conn:
-        return [_from_row(r) for r in conn.execute(select(api_keys).order_by(api_keys.c.created_at))]
+    return [_from_row(r) for r in rows.all_keys(engine)]
 
 
 def revoke(engine, key_id: str) -> bool:
-    with engine.begin() as conn:
-        done = conn.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                            .values(revoked_at=iso(now())))
-    return done.rowcount == 1
+    return rows.revoke_key(engine, key_id, iso(now()))
