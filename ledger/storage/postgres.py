@@ -38,7 +38,7 @@ from typing import Iterator
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.exc import DisconnectionError
 
 from .. import errors
 from ..chain import GENESIS_HASH, envelope_text, link
@@ -155,7 +155,7 @@ class PostgresStore(EventStore):
         an event's recorded_at unless the head has gone past it). `lock_head` means nothing here
         any more: no writer takes the chain."""
         self.start_sequencer()
-        try:
+        with self._write_errors():
             with self._write_connection() as (conn, cur), self._transaction(conn, cur):
                 txn = UnitOfWork(conn, 0, GENESIS_HASH, "", hot=self.hot, _cursor=cur, inline=False)
                 seq, h, last_at = self._begin(txn, prefetch)
@@ -163,13 +163,6 @@ class PostgresStore(EventStore):
                 txn.now = max(clock() if callable(clock) else clock, last_at)
                 yield txn
                 self._finish(txn)
-        except (IntegrityError, self._dbapi.IntegrityError) as exc:
-            raise errors.ConcurrencyError("a concurrent write won; retry") from exc
-        except (OperationalError, self._dbapi.OperationalError) as exc:
-            raise errors.StorageError("the database is unavailable") from exc
-        except (DataError, self._dbapi.DataError) as exc:
-            # A value the column cannot hold got past validation: refuse it, never a 500.
-            raise errors.InvalidInput("a value is too long or not storable") from exc
 
     def _begin(self, txn: UnitOfWork, prefetch: Prefetch | None) -> tuple[int, str, str]:
         """BEGIN, the head (read, not locked: signed heads sign it) and the reads `prefetch`

@@ -16,7 +16,6 @@ from typing import Iterator
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from .. import errors
 from ..chain import GENESIS_HASH
@@ -70,7 +69,7 @@ class SQLiteStore(EventStore):
         the chain, and "up to a time" is a prefix of seqs. `prefetch` changes nothing here (a
         read is a local call)."""
         with self._writer_turn():
-            try:
+            with self._write_errors():
                 with self._write_connection() as (conn, cur), self._transaction(conn, cur):
                     txn = UnitOfWork(conn, 0, GENESIS_HASH, "", hot=self.hot, _cursor=cur)
                     seq, h, last_at = self._head_tuple(self.hot.one(cur, "head"))
@@ -81,13 +80,6 @@ class SQLiteStore(EventStore):
                     if txn.head_seq != seq:
                         self.hot.run(cur, "update_head", {"seq": txn.head_seq, "hash": txn.head_hash,
                                                           "recorded_at": txn.now})
-            except (IntegrityError, self._dbapi.IntegrityError) as exc:
-                raise errors.ConcurrencyError("a concurrent write won; retry") from exc
-            except (OperationalError, self._dbapi.OperationalError) as exc:
-                raise errors.StorageError("the database is unavailable") from exc
-            except (DataError, self._dbapi.DataError) as exc:
-                # A value the column cannot hold got past validation: refuse it, never a 500.
-                raise errors.InvalidInput("a value is too long or not storable") from exc
 
     @contextmanager
     def _transaction(self, conn: Connection, cur):

@@ -15,7 +15,7 @@ from orjson import loads as _loads  # 3-4x the stdlib's parse speed; hashing sti
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from .. import errors
 from ..chain import GENESIS_HASH, ChainWalker, envelope_text, export_line, walk_rows
@@ -84,6 +84,19 @@ class EventStore(Reads):
 
     def close(self) -> None:
         """Stop whatever the backend runs beside the requests (PostgreSQL: the sequencer)."""
+
+    @contextmanager
+    def _write_errors(self):
+        """A write transaction's driver errors as the ledger's own, on either backend."""
+        try:
+            yield
+        except (IntegrityError, self._dbapi.IntegrityError) as exc:
+            raise errors.ConcurrencyError("a concurrent write won; retry") from exc
+        except (OperationalError, self._dbapi.OperationalError) as exc:
+            raise errors.StorageError("the database is unavailable") from exc
+        except (DataError, self._dbapi.DataError) as exc:
+            # A value the column cannot hold got past validation: refuse it, never a 500.
+            raise errors.InvalidInput("a value is too long or not storable") from exc
 
     @contextmanager
     def _driver_errors(self):

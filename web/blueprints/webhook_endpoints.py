@@ -125,7 +125,7 @@ def wire(app) -> None:
     app.register_blueprint(bp)
 
     if cfg["RELAY_IN_PROCESS"] and cfg["LEDGER_ENV"] == "development":
-        from .requests import on_first_request
+        from ..request_context import on_first_request
 
         def start() -> None:
             stop = app.extensions.get("dev_relay_stop") or threading.Event()
