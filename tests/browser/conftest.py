@@ -72,6 +72,10 @@ class Server:
         if live is not None:
             live.feed.close()  # ends open streams and its thread before the database goes away
         self._http.shutdown()
+        # PostgreSQL: the store's sequencer thread holds the sequencer's advisory lock in the
+        # session's shared test database until closed; a leaked one would hold it for every
+        # later test.
+        self.app.extensions["ledger"].store.close()
         self.app.extensions["engine"].dispose()
 
     def token(self, user: str) -> str:
