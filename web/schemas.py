@@ -250,6 +250,53 @@ class MetricsPublic(Public):
     outbox: OutboxBacklog
 
 
+class WebhookEndpointPublic(Public):
+    """An outgoing webhook endpoint as listed: never its secret."""
+    id: str
+    url: str
+    description: str
+    eventTypes: list[str] = Field(description="the event types it receives; empty: every type")
+    createdAt: str
+    deliveries: dict[str, int] = Field(default_factory=dict, description="deliveries by status")
+
+
+class WebhookEndpointCreated(Public):
+    """The answer to a registration: the only place the whsec_ signing secret ever appears."""
+    id: str
+    url: str
+    description: str
+    eventTypes: list[str]
+    createdAt: str
+    secret: str = Field(description="whsec_ + base64: the Standard Webhooks signing secret, shown once")
+
+
+class WebhookEndpointsPublic(Public):
+    data: list[WebhookEndpointPublic]
+    count: int
+
+
+class WebhookDeliveryPublic(Public):
+    id: str
+    webhookId: str = Field(description="the webhook-id header the receiver sees; the same on every retry")
+    connectionId: Optional[str]
+    type: str
+    status: str
+    attempts: int
+    nextAttemptAt: Optional[str]
+    lastError: Optional[str]
+    deliveredAt: Optional[str]
+
+
+class WebhookDeliveriesPublic(Public):
+    data: list[WebhookDeliveryPublic]
+    count: int
+
+
+class RedeliveryAccepted(Public):
+    endpointId: str
+    requeued: int = Field(description="deliveries queued again, with their original webhook-ids")
+
+
 class ConnectionChange(Public):
     """One event of GET /api/connections/events: the connection as it stood after it."""
     seq: int

@@ -23,7 +23,8 @@ def api(db_url, make_app):
     # schemathesis sends many requests; limits are tested elsewhere. A signing key, so the head
     # endpoints answer 200 and their bodies are checked too.
     from ledger.signing import generate_private_key_pem
-    return make_app(RATELIMIT_DEFAULT="", LEDGER_SIGNING_KEY=generate_private_key_pem())
+    return make_app(RATELIMIT_DEFAULT="", LEDGER_SIGNING_KEY=generate_private_key_pem(),
+                    OUTGOING_WEBHOOKS_ALLOW_PRIVATE=True)
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_every_operation_keeps_its_openapi_contract(api, credentials):
                 assert mode == schemathesis.GenerationMode.NEGATIVE  # nothing to get wrong: no parameters
 
 
-def test_every_success_answer_matches_the_schema_its_operation_declares(api, credentials, composio):
+def test_every_success_answer_matches_the_schema_its_operation_declares(api, credentials, composio, signing_key):
     # Random inputs rarely reach a success (a webhook must be signed, a connection must exist):
     # here one real request per operation, in story order, each answer checked by schemathesis
     # against the response schema of its status; at the end every operation has had its 2xx.
@@ -107,6 +108,15 @@ def test_every_success_answer_matches_the_schema_its_operation_declares(api, cre
     for path in ("/healthz", "/readyz", "/metrics"):
         call("GET", path, 200)
     call("GET", "/api/connections/events", 200, {**person, "Last-Event-ID": "0"})  # from the start: data events
+
+    from tests.support.app import AuthActions
+    admin = AuthActions(api, signing_key).service("acme", "connections:admin", name="backend")
+    endpoint = call("POST", "/api/webhook-endpoints", 201, admin, body={"url": "http://127.0.0.1:9/hook"}).json()
+    which = {"endpointId": endpoint["id"]}
+    call("GET", "/api/webhook-endpoints", 200, admin)
+    call("GET", "/api/webhook-endpoints/{endpointId}/deliveries", 200, admin, path_parameters=which)
+    call("POST", "/api/webhook-endpoints/{endpointId}/redeliver", 202, admin, path_parameters=which, body={})
+    call("DELETE", "/api/webhook-endpoints/{endpointId}", 204, admin, path_parameters=which)
 
     declared = {(method.upper(), path) for path, ops in paths.items()
                 for method, op in ops.items() if any(code.startswith("2") for code in op["responses"])}

@@ -14,7 +14,8 @@ _MODELS = [s.StartConnectionRequest, s.DisconnectRequest, s.PreflightRequest, s.
            s.ConnectionsPublic, s.AgentConnectionsPublic, s.StartConnectionResponse, s.DisconnectResponse,
            s.DisconnectPreview, s.PreflightResponse, s.HistoryPublic, s.EventPublic, s.EventsPage,
            s.VerifyResult, s.StatePublic, s.HeadsPublic, s.PublicKeyPublic, s.WebhookAnswer, s.Health,
-           s.Readiness, s.MetricsPublic, s.ConnectionChange, s.ErrorEnvelope]
+           s.Readiness, s.MetricsPublic, s.ConnectionChange, s.WebhookEndpointCreated, s.WebhookEndpointsPublic,
+           s.WebhookDeliveriesPublic, s.RedeliveryAccepted, s.ErrorEnvelope]
 NDJSON = "application/x-ndjson"
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
            for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503)}

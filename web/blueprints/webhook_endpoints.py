@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, request
 from pydantic import Field, StringConstraints
 
 from ledger.services import webhook_endpoints as uc
@@ -18,7 +18,8 @@ from ledger.errors import NotFound
 
 from .. import auth
 from ..errors import ApiError
-from ..schemas import EventType, Strict, parse_body
+from ..schemas import (EventType, RedeliveryAccepted, Strict, WebhookDeliveriesPublic, WebhookEndpointCreated,
+                       WebhookEndpointsPublic, answer, parse_body)
 
 bp = Blueprint("webhook_endpoints", __name__, url_prefix="/api/webhook-endpoints")
 _ENDPOINT_ID = r"^we_[0-9a-f]{1,40}$"
@@ -58,7 +59,7 @@ def create():
                       event_types=body.eventTypes,
                       allow_private=bool(current_app.config["OUTGOING_WEBHOOKS_ALLOW_PRIVATE"]),
                       trace_id=g.trace_id)
-    resp = jsonify(out)
+    resp, _ = answer(WebhookEndpointCreated, out)
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"  # it carries the secret
     resp.headers["Location"] = f"/api/webhook-endpoints/{out['id']}"
@@ -68,7 +69,7 @@ def create():
 @bp.get("")
 def list_endpoints():
     data = uc.list_for(current_app.extensions["ledger"], _caller())
-    return jsonify({"data": data, "count": len(data)})
+    return answer(WebhookEndpointsPublic, {"data": data, "count": len(data)})
 
 
 @bp.delete("/<endpoint_id>")
@@ -89,7 +90,7 @@ def deliveries(endpoint_id):
         raise ApiError(422, "VALIDATION_ERROR", "status must be a comma-separated list of " + ", ".join(_STATUSES),
                        [{"loc": ["query", "status"], "msg": "unknown status", "type": "enum"}])
     data = uc.deliveries(current_app.extensions["ledger"], caller, endpoint_id, wanted)
-    return jsonify({"data": data, "count": len(data)})
+    return answer(WebhookDeliveriesPublic, {"data": data, "count": len(data)})
 
 
 @bp.post("/<endpoint_id>/redeliver")
@@ -102,7 +103,7 @@ def redeliver(endpoint_id):
     relay = current_app.extensions.get("webhook_relay")
     if relay is not None:
         relay.wake.set()
-    return jsonify({"endpointId": endpoint_id, "requeued": n}), 202
+    return answer(RedeliveryAccepted, {"endpointId": endpoint_id, "requeued": n}, 202)
 
 
 def wire(app) -> None:
@@ -165,17 +166,19 @@ def openapi_paths(op, path_param) -> dict:
         return o
     status = {"name": "status", "in": "query", "required": False,
               "schema": {"type": "string", "pattern": r"^(pending|dead|done|cancelled)(,(pending|dead|done|cancelled))*$"}}
-    deliveries_op = op("The endpoint's deliveries (default: pending and dead)", security=admin, params=[eid, status])
+    deliveries_op = op("The endpoint's deliveries (default: pending and dead)", security=admin, params=[eid, status],
+                       ok=["WebhookDeliveriesPublic"])
     return {
         "/api/webhook-endpoints": {
             "post": with_body(op("Register an outgoing webhook endpoint; the answer carries its whsec_ secret, once",
-                                 status="201", security=admin), CreateEndpoint),
-            "get": op("The tenant's webhook endpoints (never a secret)", security=admin)},
+                                 status="201", security=admin, ok=["WebhookEndpointCreated"]), CreateEndpoint),
+            "get": op("The tenant's webhook endpoints (never a secret)", security=admin,
+                      ok=["WebhookEndpointsPublic"])},
         "/api/webhook-endpoints/{endpointId}": {
             "delete": op("Delete an endpoint (what it was owed is cancelled)", status="204", security=admin,
                          params=[eid])},
         "/api/webhook-endpoints/{endpointId}/deliveries": {"get": deliveries_op},
         "/api/webhook-endpoints/{endpointId}/redeliver": {
             "post": with_body(op("Send dead deliveries (or those named) again, same webhook-id", status="202",
-                                 security=admin, params=[eid]), Redeliver)},
+                                 security=admin, params=[eid], ok=["RedeliveryAccepted"]), Redeliver)},
     }
