@@ -92,9 +92,8 @@ class WebhookRelay:
             # A pass holds at most one delivery per (endpoint, connection): they are independent,
             # so they go out side by side, and one slow endpoint does not hold up the others.
             answers = list(self._pool().map(self._deliver, claimed)) if len(claimed) > 1 else [self._deliver(claimed[0])]
-            for row, error in zip(claimed, answers):
-                self._record(row, error)
-                delivered = delivered or error is None
+            self._record(claimed, answers)
+            delivered = any(error is None for error in answers)
             done += len(claimed)
         return done
 
@@ -106,6 +105,9 @@ class WebhookRelay:
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 0.5) -> None:
         while not stop.is_set():
+            # cleared before the pass, not after the wait: a wake-up that comes while the pass
+            # runs (or between its end and the wait) is kept, and the wait returns at once
+            self.wake.clear()
             try:
                 n = self.run_once()
             except Exception:
@@ -113,7 +115,6 @@ class WebhookRelay:
                 n = 0
             if n == 0:
                 self.wake.wait(idle_sleep)
-                self.wake.clear()
 
     def on_recorded(self, _sender=None, **_kw) -> None:
         """event_recorded receiver: something may be owed now."""
@@ -139,34 +140,67 @@ class WebhookRelay:
             return f"HTTP {status} (redirects are not followed)"
         return f"HTTP {status}"
 
-    def _record(self, row: dict, error: str | None) -> None:
+    def _record(self, rows: list[dict], errors: list[str | None]) -> None:
+        """A pass's answers in one transaction (one commit per pass, not per delivery: on
+        PostgreSQL a transaction is several round trips). A relay that dies before it commits
+        leaves the leases to run out: the pass is sent again, same webhook-ids (at least once)."""
         with self.ledger.transaction() as txn:
-            now_row = webhook_store.claimed_row(txn.conn, row["id"])
-            if now_row is None or now_row.claimed_by != self.worker_id or now_row.status != "pending":
-                return  # our lease ran out; whoever took it over records it
-            attempts = now_row.attempts + 1
-            if error is None:
-                webhook_store.set_delivery(txn.conn, row["id"], txn.now, status="done", attempts=attempts,
-                                           delivered_at=txn.now, claimed_until=None, last_error=None)
-                return
-            give_up_at = plus_seconds(now_row.created_at, self.retry_for)
-            if txn.now >= give_up_at or (self.max_attempts and attempts >= self.max_attempts):
-                webhook_store.set_delivery(txn.conn, row["id"], txn.now, status="dead", attempts=attempts,
-                                           last_error=error, claimed_until=None)
-                txn.append(endpoint_stream(row["endpoint_id"]), [NewEvent(DEAD_LETTERED, {
-                    "endpoint_id": row["endpoint_id"], "delivery_id": f"whd_{row['id']}",
-                    "webhook_id": webhook_out.message_id(row["endpoint_id"], row["stream"], row["version"]),
-                    "connection_id": row["connection_id"], "event_seq": row["seq"], "attempts": attempts,
-                    "error": error})], meta=make_meta(RELAY, row["tenant"]))
-                log.error("webhook delivery whd_%s to endpoint %s dead after %d attempts: %s",
-                          row["id"], row["endpoint_id"], attempts, error)
-                return
-            delay = min(self.max_delay, self.base_delay * 2 ** min(attempts - 1, 60)) * (0.5 + self.rng() / 2)
-            retry_at = min(plus_seconds(txn.now, delay), give_up_at)
-            webhook_store.set_delivery(txn.conn, row["id"], txn.now, attempts=attempts, last_error=error,
-                                       not_before=retry_at, claimed_by=None, claimed_until=None)
-            log.warning("webhook delivery whd_%s to endpoint %s failed (attempt %d): %s; next at %s",
-                        row["id"], row["endpoint_id"], attempts, error, retry_at)
+            now_rows = webhook_store.claimed_rows(txn.conn, [r["id"] for r in rows])
+            done = []
+            for row, error in zip(rows, errors):
+                now_row = now_rows.get(row["id"])
+                if now_row is None or now_row.claimed_by != self.worker_id or now_row.status != "pending":
+                    continue  # our lease ran out; whoever took it over records it
+                if error is None:
+                    done.append(row["id"])
+                else:
+                    self._failed(txn, row, now_row, error)
+            if done:
+                webhook_store.set_done(txn.conn, done, txn.now)
+
+    def _failed(self, txn, row: dict, now_row, error: str) -> None:
+        attempts = now_row.attempts + 1
+        give_up_at = plus_seconds(now_row.created_at, self.retry_for)
+        if txn.now >= give_up_at or (self.max_attempts and attempts >= self.max_attempts):
+            webhook_store.set_delivery(txn.conn, row["id"], txn.now, status="dead", attempts=attempts,
+                                       last_error=error, claimed_until=None)
+            txn.append(endpoint_stream(row["endpoint_id"]), [NewEvent(DEAD_LETTERED, {
+                "endpoint_id": row["endpoint_id"], "delivery_id": f"whd_{row['id']}",
+                "webhook_id": webhook_out.message_id(row["endpoint_id"], row["stream"], row["version"]),
+                "connection_id": row["connection_id"], "event_seq": row["seq"], "attempts": attempts,
+                "error": error})], meta=make_meta(RELAY, row["tenant"]))
+            log.error("webhook delivery whd_%s to endpoint %s dead after %d attempts: %s",
+                      row["id"], row["endpoint_id"], attempts, error)
+            return
+        delay = min(self.max_delay, self.base_delay * 2 ** min(attempts - 1, 60)) * (0.5 + self.rng() / 2)
+        retry_at = min(plus_seconds(txn.now, delay), give_up_at)
+        webhook_store.set_delivery(txn.conn, row["id"], txn.now, attempts=attempts, last_error=error,
+                                   not_before=retry_at, claimed_by=None, claimed_until=None)
+        log.warning("webhook delivery whd_%s to endpoint %s failed (attempt %d): %s; next at %s",
+                    row["id"], row["endpoint_id"], attempts, error, retry_at)
+
+def wake_on_news(relay: WebhookRelay, feed, stop: threading.Event, after: int | None = None,
+                 timeout: float = 1.0) -> None:
+    """Wake `relay` whenever the ledger's `feed` (ledger.feed.Feed) sees events after `after`
+    (default: the head when this starts), until `stop`.
+
+    `ledger relay` records none of the connection events it delivers: the web processes do, so
+    its own event_recorded signal never fires for them and it would find them only at its next
+    idle pass. The feed is the cross-process wake-up: on PostgreSQL the sequencer's NOTIFY (the
+    events are sealed, hence claimable, when it comes); on SQLite a read for new seqs every
+    `check_seconds` of the feed. A wake-up only makes the relay claim now; what is owed is
+    still read from the outbox, so a missed or extra wake-up loses or doubles nothing."""
+    with feed.subscription() as sub:
+        cursor = sub.head() if after is None else after
+        while not stop.is_set() and not feed.closed:
+            got = sub.events_after(cursor, timeout)
+            if got is None:  # further behind than the feed's window: no need to read what it was
+                cursor = sub.head()
+                relay.wake.set()
+                continue
+            found, cursor = got
+            if found:
+                relay.wake.set()
 
 
 def retry(ledger, delivery_id: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, func, select, update
 
 from .. import envelope as ev
 from ..projections import evolve_connection
@@ -107,32 +107,46 @@ def claim(conn, *, now: str, until: str, worker: str, limit: int, postgres: bool
           endpoint_id: str | None = None) -> list[dict]:
     """Due deliveries of sealed events, at most the oldest pending one per (endpoint, connection)
     so each connection's events reach an endpoint in order; leased to `worker` until `until`."""
-    d2 = wd.alias("earlier")
-    earlier_open = exists().where(and_(d2.c.endpoint_id == wd.c.endpoint_id, d2.c.stream == wd.c.stream,
-                                       d2.c.status == "pending", d2.c.version < wd.c.version))
+    # Each (endpoint, stream)'s lowest pending version, grouped once: a NOT EXISTS (an earlier
+    # pending one) per candidate was planned, before the table's statistics caught up with a
+    # burst, as one index scan of every pending row per pending row (74 ms a claim at 1,000).
+    d2 = wd.alias("open")
+    first_open = (select(d2.c.endpoint_id, d2.c.stream, func.min(d2.c.version).label("version"))
+                  .where(d2.c.status == "pending").group_by(d2.c.endpoint_id, d2.c.stream).subquery("first_open"))
     q = (select(wd.c.id, wd.c.endpoint_id, wd.c.tenant, wd.c.connection_id, wd.c.stream, wd.c.version,
                 wd.c.payload, wd.c.attempts, wd.c.claimed_by, wd.c.created_at,
                 events.c.seq, events.c.prev_hash, events.c.hash, we.c.url, we.c.secret)
+         .select_from(wd)
+         .join(first_open, and_(first_open.c.endpoint_id == wd.c.endpoint_id, first_open.c.stream == wd.c.stream,
+                                first_open.c.version == wd.c.version))
          .join(events, and_(events.c.stream == wd.c.stream, events.c.version == wd.c.version))
          .join(we, we.c.id == wd.c.endpoint_id)
          # deleted_at: a write that read the endpoint just before its deletion committed may
          # still owe it a delivery; a deleted endpoint is never called (its secret is wiped).
          .where(wd.c.status == "pending", wd.c.not_before <= now, events.c.seq.is_not(None), we.c.deleted_at.is_(None),
-                (wd.c.claimed_until.is_(None)) | (wd.c.claimed_until < now), ~earlier_open)
+                (wd.c.claimed_until.is_(None)) | (wd.c.claimed_until < now))
          .order_by(wd.c.id).limit(limit))
     if endpoint_id:
         q = q.where(wd.c.endpoint_id == endpoint_id)
     if postgres:
         q = q.with_for_update(skip_locked=True, of=wd)
     rows = [dict(r._mapping) for r in conn.execute(q).all()]
-    for r in rows:
-        conn.execute(update(wd).where(wd.c.id == r["id"]).values(claimed_by=worker, claimed_until=until,
-                                                                 updated_at=now))
+    if rows:  # one statement for the lot: on PostgreSQL each statement is a round trip
+        conn.execute(update(wd).where(wd.c.id.in_([r["id"] for r in rows])).values(
+            claimed_by=worker, claimed_until=until, updated_at=now))
     return rows
 
 
-def claimed_row(conn, delivery_id: int):
-    return conn.execute(select(wd).where(wd.c.id == delivery_id)).first()
+def claimed_rows(conn, delivery_ids: list[int]) -> dict:
+    """The deliveries as they are now, by id (whose lease, which status, attempts so far)."""
+    return {r.id: r for r in conn.execute(select(wd).where(wd.c.id.in_(delivery_ids))).all()}
+
+
+def set_done(conn, delivery_ids: list[int], now: str) -> None:
+    """Delivered: one statement for a relay pass's successes."""
+    conn.execute(update(wd).where(wd.c.id.in_(delivery_ids)).values(
+        status="done", attempts=wd.c.attempts + 1, delivered_at=now, claimed_until=None, last_error=None,
+        updated_at=now))
 
 
 def set_delivery(conn, delivery_id: int, now: str, **values) -> None:

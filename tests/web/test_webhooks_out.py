@@ -357,3 +357,33 @@ def test_a_delivery_is_owed_exactly_when_its_event_commits(hooks_app, auth):
     for _ in range(2):
         ledger.append(ev.connection_stream("ca_tx1"), [observed], idempotency_key="k-observed-1")
     assert owed() == [("ca_tx1", "connection.discovered")]
+
+
+def test_the_relay_of_another_process_is_woken_by_the_ledgers_feed_not_by_its_idle_pass(hooks_app, auth, receivers):
+    # `ledger relay` records none of the events it delivers: a relay told nothing by
+    # event_recorded (as in that process) and idle for an hour still delivers the activation,
+    # woken by the ledger's feed (PostgreSQL: the sequencer's NOTIFY; SQLite: its read for new seqs).
+    import threading
+    from ledger.feed import Feed
+    from ledger.services.webhook_delivery import WebhookRelay, wake_on_news
+    client, admin = hooks_app.test_client(), auth.service("alice", "connections:admin")
+    receiver = receivers()
+    register(client, admin, receiver, eventTypes=["connection.activated"])
+    ledger = hooks_app.extensions["ledger"]
+    relay = WebhookRelay(ledger, allow_private=True)
+    feed = Feed(ledger.store, check_seconds=0.05)
+    stop = threading.Event()
+    threads = [threading.Thread(target=relay.run_forever, args=(stop, 3600.0), daemon=True),
+               threading.Thread(target=wake_on_news, args=(relay, feed, stop, ledger.store.head()[0]), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        cid = connect(client, auth.user("alice"))
+        got = receiver.wait_for(1, timeout=60)
+        assert [(g["body"]["type"], g["body"]["connection_id"]) for g in got] == [("connection.activated", cid)]
+    finally:
+        stop.set()
+        relay.wake.set()
+        feed.close()
+        for t in threads:
+            t.join(timeout=10)

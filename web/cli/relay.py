@@ -15,7 +15,9 @@ from .groups import EXIT_FAILED, ledger_cli
 @click.option("--once", is_flag=True, help="carry out what is due now, then exit")
 @click.option("--interval", type=float, default=1.0, help="seconds to wait when nothing is due")
 @click.option("--sign-every", type=float, default=0.0, help="also sign the head every N seconds (0: never)")
-def relay_cmd(once, interval, sign_every):
+@click.option("--news-check", type=float, default=0.05,
+              help="SQLite: how often the webhook relay looks for events other processes wrote (seconds)")
+def relay_cmd(once, interval, sign_every, news_check):
     """Carry out owed Composio actions until SIGTERM (or once)."""
     import signal
     import threading
@@ -29,9 +31,34 @@ def relay_cmd(once, interval, sign_every):
         signal.signal(sig, lambda *_: stop.set())
     from ..blueprints.webhook_endpoints import start_with_relay
     start_with_relay(current_app._get_current_object(), stop)
+    _wake_webhooks_on_news(stop, news_check)
     click.echo(f"relay {relay.worker_id} running", err=True)
     relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every))
     click.echo("relay stopped cleanly", err=True)
+
+
+def _wake_webhooks_on_news(stop, check_seconds: float) -> None:
+    """Deliver a webhook as soon as its event is in the chain, not at the webhook relay's next
+    idle pass: the events are written by the web processes, so this process hears of them
+    through a feed of its own (PostgreSQL: LISTEN for the sequencer's NOTIFY; SQLite: a read
+    for new seqs every `check_seconds`)."""
+    import threading
+
+    from ledger.feed import Feed
+    from ledger.services.webhook_delivery import wake_on_news
+    store, relay = current_app.extensions["ledger"].store, current_app.extensions["webhook_relay"]
+    # on PostgreSQL check_seconds is only how often the LISTEN loop looks up from its wait
+    feed = Feed(store, check_seconds=check_seconds if store.engine.dialect.name == "sqlite" else 1.0)
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                wake_on_news(relay, feed, stop)
+            except Exception as exc:  # the database is away: the idle passes go on meanwhile
+                click.echo(f"webhook relay wake-up: {type(exc).__name__}; retrying", err=True)
+                stop.wait(1.0)
+        feed.close()
+    threading.Thread(target=run, name="webhook-relay-wake", daemon=True).start()
 
 
 def _head_signer(every: float):
