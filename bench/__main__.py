@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from . import appends, concurrency, http, ingest, replay, report
+from . import appends, concurrency, http, ingest, replay, report, webhook_delivery
 from .harness import ROOT, PgDatabases, Settings, log, make_workdir
 
 FAMILIES = {
@@ -23,10 +23,12 @@ FAMILIES = {
     "http": ("export", "status_read", "webhook", "disconnect"),
     "concurrency": tuple(f.key for b in ("sqlite", "postgresql") for f in concurrency.figures_for(b)),
     "ingest": tuple(ingest.KEYS),
+    # issue 14: commit -> outgoing webhook delivery, written to results/webhook-delivery.{md,json}
+    "webhook_delivery": webhook_delivery.KEYS,
 }
 # The families of a plain run; the concurrency and ingest families (issue 12) are asked for by
 # name with --only, and then written to a results file of their own (--out).
-DEFAULT_FAMILIES = ("appends", "replay", "http", "fanout")
+DEFAULT_FAMILIES = ("appends", "replay", "http", "fanout", "webhook_delivery")
 
 
 def parse(argv: list[str]) -> tuple[Settings, bool]:
@@ -97,11 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, family in (("appends", appends), ("replay", replay), ("http", http),
                              ("concurrency", concurrency), ("ingest", ingest),
-                             ("fanout", __import__("bench.fanout", fromlist=["run"]))):
+                             ("fanout", __import__("bench.fanout", fromlist=["run"])),
+                             ("webhook_delivery", webhook_delivery)):
             if settings.only or name in DEFAULT_FAMILIES:
                 figures += family.run(settings, pg, pg_missing)
     finally:
         pg.drop_all()
+    if not figures:  # only families with results files of their own ran: keep latest.* as they are
+        return 0
     ts = report.targets({f.key: f for f in figures}, settings)
     md = report.write(figures, ts, _meta(settings, started, commit), settings.out)
     print(md)
