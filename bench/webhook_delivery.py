@@ -456,15 +456,18 @@ def write_report(results: dict, quick: bool) -> str:
     return text
 
 
-def main_for(workdir: str, pg: PgDatabases, pg_missing: str | None, quick: bool) -> str:
+def main_for(workdir: str, pg: PgDatabases, pg_missing: str | None, quick: bool,
+             backends: tuple = ("sqlite", "postgresql")) -> str:
     results = {}
-    log("webhook delivery: sqlite")
-    results["sqlite"] = run_backend("sqlite", sqlite_url(workdir, "hooks"), workdir, quick)
-    if pg_missing:
-        results["postgresql"] = {"na": pg_missing}
-    else:
-        log("webhook delivery: postgresql")
-        results["postgresql"] = run_backend("postgresql", pg.create("hooks"), workdir, quick)
+    if "sqlite" in backends:
+        log("webhook delivery: sqlite")
+        results["sqlite"] = run_backend("sqlite", sqlite_url(workdir, "hooks"), workdir, quick)
+    if "postgresql" in backends:
+        if pg_missing:
+            results["postgresql"] = {"na": pg_missing}
+        else:
+            log("webhook delivery: postgresql")
+            results["postgresql"] = run_backend("postgresql", pg.create("hooks"), workdir, quick)
     text = write_report(results, quick)
     # The reading below the table is written by hand (bench/results/webhook-delivery.md keeps it
     # after the generated table): keep what follows the marker.
@@ -500,13 +503,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     pg = PgDatabases()
     try:
-        missing = pg.available() if a.backend != "sqlite" else "not asked for (--backend sqlite)"
-        if a.backend == "postgresql":
-            results = {"postgresql": run_backend("postgresql", pg.create("hooks"), make_workdir(), a.quick)
-                       if not missing else {"na": missing}}
-            print(write_report(results, a.quick))
-        else:
-            print(main_for(make_workdir(), pg, missing, a.quick))
+        backends = ("sqlite", "postgresql") if a.backend == "both" else (a.backend,)
+        print(main_for(make_workdir(), pg, pg.available() if "postgresql" in backends else None, a.quick, backends))
     finally:
         pg.drop_all()
     return 0
