@@ -21,8 +21,10 @@ def relay_cmd(once, interval, sign_every):
     import threading
     relay = current_app.extensions["relay"]
     if once:
+        from ledger.clock import iso, now
         click.echo(json.dumps({"attempted": relay.run_once(),
-                               "webhooks_attempted": current_app.extensions["webhook_relay"].run_once()}))
+                               "webhooks_attempted": current_app.extensions["webhook_relay"].run_once(),
+                               "expiring_announced": current_app.extensions["expiry_warner"].warn_due(iso(now()))}))
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -30,7 +32,8 @@ def relay_cmd(once, interval, sign_every):
     from ..blueprints.webhook_endpoints import start_with_relay
     start_with_relay(current_app._get_current_object(), stop)
     click.echo(f"relay {relay.worker_id} running", err=True)
-    relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every))
+    relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every),
+                      expiry=current_app.extensions["expiry_warner"])
     click.echo("relay stopped cleanly", err=True)
 
 
