@@ -156,7 +156,7 @@ def document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Connection Ledger", "version": "1.0.0",
                  "description": "Disconnect Composio-linked accounts safely; every change in a hash-chained ledger."},
-        "paths": {**_paths(), **reconnect.openapi_paths(_op, _path), **webhook_endpoints.openapi_paths(_op, _path)},
+        "paths": {**_paths(), **reconnect.openapi_paths(_op, _path, _param), **webhook_endpoints.openapi_paths(_op, _path)},
         "components": {
             "schemas": schemas,
             "responses": {"Error": {"description": "The error envelope", "content": _content("ErrorEnvelope")}},

@@ -26,14 +26,16 @@ def reconnect(cid):
                                       "redirectUrl": link.redirect_url})
 
 
-def openapi_paths(op, path) -> dict:
-    """The reconnect operation for /openapi.json (the body is optional)."""
-    from ..schemas import ConnectionId, IdempotencyKey
-    from .openapi import _content, _param
+def openapi_paths(op, path, param) -> dict:
+    """The reconnect operation for /openapi.json (the body is optional); openapi.py hands in
+    its helpers, so the two modules do not import each other."""
     from pydantic import TypeAdapter
-    idem = _param("Idempotency-Key", "header", TypeAdapter(IdempotencyKey).json_schema(), False)
+
+    from ..schemas import ConnectionId, IdempotencyKey
+    idem = param("Idempotency-Key", "header", TypeAdapter(IdempotencyKey).json_schema(), False)
     one = op("Reconnect an EXPIRED, FAILED or INACTIVE connection in place (same id); 409 NOT_RECONNECTABLE "
              "once it is being or has been disconnected", ok=["ReconnectResponse"],
              params=[path("connectionId", ConnectionId), idem])
-    one["requestBody"] = {"required": False, "content": _content("ReconnectRequest")}
+    one["requestBody"] = {"required": False, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ReconnectRequest"}}}}
     return {"/api/connections/{connectionId}/reconnect": {"post": one}}
