@@ -160,3 +160,32 @@ def test_the_stream_and_an_outgoing_webhook_hear_connection_expiring_once(facts_
         live = app.extensions.get("live")
         if live is not None:
             live.feed.close()
+
+
+def test_the_relay_announces_what_is_due_in_its_loop(facts_app, auth, composio):
+    app, client = facts_app, facts_app.test_client()
+    _connect(app, client, auth, composio, expires_at=plus_seconds(app.extensions["ledger"].now(), 120))
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["ledger", "relay", "--once"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output.strip().splitlines()[-1])["expiring_announced"] == 1
+    again = runner.invoke(args=["ledger", "relay", "--once"])
+    assert json.loads(again.output.strip().splitlines()[-1])["expiring_announced"] == 0
+    assert len(events_of(app, ev.EXPIRING)) == 1
+
+
+def test_the_relay_workers_loop_gives_the_warner_its_turn(facts_app, auth, composio):
+    app, client = facts_app, facts_app.test_client()
+    _connect(app, client, auth, composio, expires_at=plus_seconds(app.extensions["ledger"].now(), 120))
+    stop = threading.Event()
+    worker = threading.Thread(target=app.extensions["relay"].run_forever, args=(stop, 0.05),
+                              kwargs={"expiry": app.extensions["expiry_warner"]}, daemon=True)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not events_of(app, ev.EXPIRING) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert len(events_of(app, ev.EXPIRING)) == 1

@@ -102,3 +102,25 @@ def test_a_composio_failure_records_nothing_and_frees_the_key(polling_app, auth,
     assert client.post(f"/api/connections/{cid}/reconnect", headers=key).status_code == 502
     assert not events_of(app, ev.RECONNECT_REQUESTED)
     assert client.post(f"/api/connections/{cid}/reconnect", headers=key).status_code == 200
+
+
+def test_the_callback_url_goes_to_composio_as_the_refresh_redirect(polling_app, auth, composio):
+    app, client, alice = polling_app, polling_app.test_client(), auth.user("alice")
+    cid = _start(client, auth)
+    _expire(app, client, cid)
+    r = client.post(f"/api/connections/{cid}/reconnect", headers=alice, json={"callbackUrl": "https://app.example/done"})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    [refresh] = composio.calls("POST", f"/connected_accounts/{cid}/refresh")
+    assert refresh["json"] == {"redirect_url": "https://app.example/done"}
+    bad = client.post(f"/api/connections/{cid}/reconnect", headers=alice, json={"callbackUrl": "javascript:x"})
+    assert_envelope(bad, 422, "VALIDATION_ERROR")
+
+
+def test_an_admin_key_of_the_tenant_may_reconnect_a_persons_connection(polling_app, auth, composio):
+    app, client = polling_app, polling_app.test_client()
+    cid = _start(client, auth)
+    _expire(app, client, cid)
+    other = client.post(f"/api/connections/{cid}/reconnect", headers=auth.service("acme", "connections:admin"))
+    assert_envelope(other, 404, "NOT_FOUND")
+    r = client.post(f"/api/connections/{cid}/reconnect", headers=auth.service("alice", "connections:admin"))
+    assert r.status_code == 200 and r.json["connectionId"] == cid
