@@ -11,14 +11,13 @@ import logging
 import time
 
 from ..clock import iso, now as clock_now, plus_seconds
-from ..commands import Caller
 from ..decisions.expiry import WARNED_STATUSES, decide_expiring
-from ..envelope import connection_stream
+from ..envelope import Actor, connection_stream
 from ..service import make_meta
 from ..storage.unit_of_work import Prefetch
 
 log = logging.getLogger("ledger.lifecycle")
-_SYSTEM = Caller("system", "expiry-warner", "")
+_WARNER = Actor("system", "expiry-warner")
 
 
 class ExpiryWarner:
@@ -54,6 +53,6 @@ class ExpiryWarner:
             event = decide_expiring(state, txn.bindings_of(cid), now, self.window)
             if event is None:
                 return 0
-            txn.append(connection_stream(cid), [event], meta=make_meta(_SYSTEM.actor, state.tenant))
+            txn.append(connection_stream(cid), [event], meta=make_meta(_WARNER, state.tenant))
         log.info("connection %s: credential expires at %s, announced", cid, event.data["expires_at"])
         return 1

@@ -68,23 +68,18 @@ class Reconnects:
         return answer
 
     def _check_and_reserve(self, caller, cid, idem, fingerprint, trace_id) -> dict | None:
-        denied = False
+        """Ownership, then the key (an earlier answer wins over the status it left), then whether
+        the status allows a reconnect; a refusal rolls the reservation back with the rest."""
         with self.ledger.transaction(prefetch=Prefetch(connections=(cid,), keys=(idem,))) as txn:
             state = txn.connection(cid)
             if state is None:
                 raise errors.NotFound("No such connection.")
-            if not decisions.may_act(state, caller):
-                self.connections._record_denied(txn, caller, cid, "reconnect", trace_id)
-                denied = True
-            else:
-                if idem:
-                    prior = reserve(txn, idem, fingerprint)
-                    if prior is not None:
-                        return prior
-                check_reconnect(state)
-        if denied:
-            raise errors.NotFound("No such connection.")
-        return None
+            if decisions.may_act(state, caller):
+                prior = reserve(txn, idem, fingerprint) if idem else None
+                if prior is None:
+                    check_reconnect(state)
+                return prior
+        raise self.connections.deny(caller, cid, "reconnect", trace_id)
 
     def _release(self, idem: str | None) -> None:
         if not idem:
