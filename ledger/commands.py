@@ -40,6 +40,12 @@ class RestoreConnection:
 
 
 @dataclass(frozen=True)
+class ReconnectConnection:
+    connection_id: str
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
 class BindAgent:
     agent_id: str
     connection_id: str

@@ -121,6 +121,11 @@ PROVIDER_ACTION_FAILED = "connection.provider_action_failed"
 PROVIDER_ACTION_DEAD_LETTERED = "connection.provider_action_dead_lettered"
 AGENT_BOUND = "agent.bound"
 AGENT_UNBOUND = "agent.unbound"
+# A person asked to re-authorise a broken connection in place (Composio's refresh): INITIATED
+# again under the same id; its activation is recorded as for a new connection.
+RECONNECT_REQUESTED = "connection.reconnect_requested"
+# The credential's expiry is near: announced once per expiry, so the app can ask for a reconnect.
+EXPIRING = "connection.expiring"
 ACCESS_DENIED = "security.access_denied"
 WEBHOOK_UNRECOGNISED = "webhook.unrecognised"
 HEAD_SIGNED = "ledger.head_signed"

@@ -42,6 +42,11 @@ class AlreadyTerminal(InvalidState):
     code = "ALREADY_DISCONNECTED"
 
 
+class NotReconnectable(InvalidState):
+    """Only a broken connection (EXPIRED, FAILED, INACTIVE) can be re-authorised in place."""
+    code = "NOT_RECONNECTABLE"
+
+
 class NotBound(LedgerError):
     """That agent is not bound to that connection."""
     code = "NOT_FOUND"

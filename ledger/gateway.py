@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import errors
+from .credential_facts import expires_at_of, scopes_of
 from .users import composio_user_id, our_user_id
 
 
@@ -25,6 +26,8 @@ class Account:
     auth_config_id: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    scopes: tuple | None = None      # granted scopes, where Composio reports them
+    expires_at: str | None = None    # the credential's expiry, where Composio reports it
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class ComposioGateway(Protocol):
 
     def delete(self, connection_id: str, *, idempotency_key: str | None = None) -> None:
         """Delete at Composio with revoke_on_delete=true; UpstreamNotFound if already gone."""
+
+    def refresh(self, connection_id: str, redirect_url: str | None = None, *,
+                idempotency_key: str | None = None) -> Link:
+        """Re-authorise the same account (Composio's refresh): INITIATED with a redirect for
+        OAuth. Only the id, status and redirect leave the adapter."""
 
 
 class SdkGateway:
@@ -118,11 +126,13 @@ class SdkGateway:
         toolkit = getattr(raw, "toolkit", None)
         auth_config = getattr(raw, "auth_config", None)
         reason = getattr(raw, "status_reason", None)
+        scopes, expires_at = _credential_facts(raw)
         return Account(id=raw.id, user_id=self._ours(getattr(raw, "user_id", None)),
                        toolkit=(getattr(toolkit, "slug", None) or "unknown").lower(), status=raw.status,
                        status_reason=reason[:200] if isinstance(reason, str) else None,
                        auth_config_id=getattr(auth_config, "id", None),
-                       created_at=getattr(raw, "created_at", None), updated_at=getattr(raw, "updated_at", None))
+                       created_at=getattr(raw, "created_at", None), updated_at=getattr(raw, "updated_at", None),
+                       scopes=scopes, expires_at=expires_at)
 
     # -- the port ---------------------------------------------------------------------------
     def _auth_config_for(self, toolkit: str) -> str:
@@ -197,3 +207,27 @@ class SdkGateway:
     def delete(self, connection_id, *, idempotency_key=None) -> None:
         self._call("delete", self.client.connected_accounts.delete, connection_id, revoke_on_delete=True,
                    extra_headers=self._headers(idempotency_key))
+
+    def refresh(self, connection_id, redirect_url=None, *, idempotency_key=None) -> Link:
+        kwargs = {"body_redirect_url": redirect_url} if redirect_url else {}
+        result = self._call("refresh", self.client.connected_accounts.refresh, connection_id,
+                            extra_headers=self._headers(idempotency_key), **kwargs)
+        # The answer is built from three named fields: whatever else Composio sends (a token in
+        # an extra field of the model) is never read.
+        return Link(id=result.id, status=result.status, redirect_url=getattr(result, "redirect_url", None))
+
+
+def _as_dict(value) -> dict:
+    if isinstance(value, dict):
+        return value
+    dump = getattr(value, "model_dump", None)
+    return dump(by_alias=False) if callable(dump) else {}
+
+
+def _credential_facts(raw) -> tuple[tuple | None, str | None]:
+    """Scopes and expiry from the account's `state.val` and `data` (where Composio reports them);
+    the dicts are read for two names and dropped here, tokens and all."""
+    val = _as_dict(getattr(getattr(raw, "state", None), "val", None))
+    data = _as_dict(getattr(raw, "data", None))
+    top = {"scopes": getattr(raw, "scopes", None), "expires_at": getattr(raw, "expires_at", None)}
+    return scopes_of(val, data, top), expires_at_of(val, data, top)

@@ -47,6 +47,10 @@ class ConnectionState:
     status_reason: str | None = None
     purge_at: str | None = None
     last_used_at: str | None = None
+    scopes: str | None = None              # granted scopes, space-delimited (never a token)
+    expires_at: str | None = None          # when the credential expires, where Composio says
+    use_count: int = 0                     # uses recorded (trigger events)
+    expiry_warned_for: str | None = None   # the expires_at last announced as connection.expiring
 
     def row(self) -> dict:
         return dict(self.__dict__)  # flat fields: asdict's recursive deep copy is wasted work
@@ -121,11 +125,23 @@ def _set_status(state: ConnectionState, env: Envelope, status: str, reason=None)
 
 def _born(env: Envelope, status: str) -> ConnectionState:
     d = env.data
-    return ConnectionState(
+    return _with_facts(ConnectionState(
         connection_id=env.connection_id, tenant=d.get("tenant") or d.get("user_id") or "",
         user_id=d.get("user_id"), toolkit=d.get("toolkit") or "unknown", status=status,
         created_at=env.occurred_at, updated_at=env.recorded_at,
-        status_changed_at=env.occurred_at, last_seq=env.seq)
+        status_changed_at=env.occurred_at, last_seq=env.seq), env)
+
+
+def _with_facts(state: ConnectionState, env: Envelope) -> ConnectionState:
+    """The credential's safe facts an event reports (`scopes`, `expires_at`), kept as they come:
+    a new grant (a reconnect) brings its own, and an event without them changes nothing."""
+    changes = {}
+    scopes = env.data.get("scopes")
+    if isinstance(scopes, list) and " ".join(scopes) != (state.scopes or ""):
+        changes["scopes"] = " ".join(scopes) or None
+    if env.data.get("expires_at") and env.data["expires_at"] != state.expires_at:
+        changes["expires_at"] = env.data["expires_at"]
+    return _touch(state, env, **changes) if changes else state
 
 
 def _initiated(state, env):
@@ -140,8 +156,22 @@ def _status_from_data(status: str | None = None):
     def apply(state, env):
         if state is None:
             return None
-        return _set_status(state, env, status or env.data.get("status"), env.data.get("reason"))
+        return _with_facts(_set_status(state, env, status or env.data.get("status"), env.data.get("reason")), env)
     return apply
+
+
+def _reconnect_requested(state, env):
+    """Re-authorisation in place: INITIATED again under the same id (bindings untouched)."""
+    if state is None or state.status == DISCONNECTING:
+        return state
+    return _touch(state, env, status=env.data.get("status") or "INITIATED", status_reason=None,
+                  previous_status=None, status_changed_at=max(env.occurred_at, state.status_changed_at))
+
+
+def _expiring(state, env):
+    if state is None:
+        return None
+    return _touch(state, env, expiry_warned_for=env.data.get("expires_at"))
 
 
 # --- whether Composio has confirmed a disconnect -------------------------------------------
@@ -208,8 +238,8 @@ def _used(state, env):
         return None
     at = env.data.get("at") or env.occurred_at
     if state.last_used_at and at <= state.last_used_at:
-        return state
-    return _touch(state, env, last_used_at=at)
+        return _touch(state, env, use_count=state.use_count + 1)  # a late report is still a use
+    return _touch(state, env, last_used_at=at, use_count=state.use_count + 1)
 
 
 _CONNECTION_EVOLVERS: dict[str, Callable] = {
@@ -224,6 +254,8 @@ _CONNECTION_EVOLVERS: dict[str, Callable] = {
     ev.DISCONNECT_COMPLETED: _disconnected,
     ev.UPSTREAM_MISSING: _disconnected,
     ev.USED: _used,
+    ev.RECONNECT_REQUESTED: _reconnect_requested,
+    ev.EXPIRING: _expiring,
     ev.UPSTREAM_DISABLED: _access_ended_upstream,
     ev.UPSTREAM_REVOKED: _access_ended_upstream,
     ev.UPSTREAM_NOT_FOUND: _access_ended_upstream,

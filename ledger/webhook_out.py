@@ -45,6 +45,8 @@ PUBLIC_TYPES = {
     ev.PROVIDER_ACTION_DEAD_LETTERED: "connection.upstream_dead_lettered",
     ev.AGENT_BOUND: "connection.agent_bound",
     ev.AGENT_UNBOUND: "connection.agents_unbound",
+    ev.RECONNECT_REQUESTED: "connection.reconnect_requested",
+    ev.EXPIRING: "connection.expiring",
 }
 
 # What of an event's data a receiver gets, per type: named fields only (an event's data never
@@ -63,6 +65,8 @@ _DETAILS = {
     ev.PROVIDER_ACTION_DEAD_LETTERED: ("action", "attempts", "error"),
     ev.AGENT_BOUND: ("agent_id",),
     ev.AGENT_UNBOUND: ("agent_id", "reason"),
+    ev.RECONNECT_REQUESTED: ("previous_status",),
+    ev.EXPIRING: ("expires_at", "seconds_left", "agents"),
 }
 _RECONNECT_STATUSES = frozenset({"EXPIRED", "FAILED", "INACTIVE"})
 
@@ -113,7 +117,7 @@ def payload(env: ev.Envelope, state) -> dict:
            "user_id": getattr(state, "user_id", None), "toolkit": getattr(state, "toolkit", None),
            "status": getattr(state, "status", None), "version": env.version,
            "occurred_at": env.occurred_at, "data": details}
-    if env.type == ev.EXPIRED or (env.type in (ev.FAILED, ev.STATUS_OBSERVED)
+    if env.type in (ev.EXPIRED, ev.EXPIRING) or (env.type in (ev.FAILED, ev.STATUS_OBSERVED)
                                   and out["status"] in _RECONNECT_STATUSES):
         out["reconnect"] = {"method": "POST", "path": f"/api/connections/{cid}/reconnect",
                             "hint": "ask the user to reconnect; the connection keeps its id"}

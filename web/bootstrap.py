@@ -84,6 +84,15 @@ def build_services(app: Flask, ledger) -> None:
         ledger, gateway, grace_seconds=int(config["DISCONNECT_GRACE_SECONDS"]),
         poll_interval=float(config["POLL_INTERVAL_SECONDS"]),
         relay=relay if config["RELAY_INLINE"] else None))  # None: the relay worker does it all
+    build_lifecycle(app, ledger)
+
+
+def build_lifecycle(app: Flask, ledger) -> None:
+    """Reconnect in place, and the expiry warner the relay's loop runs (issue 15)."""
+    from ledger.services.lifecycle import ExpiryWarner
+    from ledger.services.reconnect import Reconnects
+    app.extensions.update(reconnects=Reconnects(app.extensions["connections"]),
+                          expiry_warner=ExpiryWarner(ledger, float(app.config["EXPIRY_WARNING_SECONDS"])))
 
 
 def _relay_in_process_when_serving(app: Flask, relay) -> None:
@@ -92,6 +101,7 @@ def _relay_in_process_when_serving(app: Flask, relay) -> None:
     def start() -> None:
         stop = threading.Event()
         app.extensions["dev_relay_stop"] = stop
-        threading.Thread(target=relay.run_forever, args=(stop, 1.0), name="dev-relay", daemon=True).start()
+        threading.Thread(target=relay.run_forever, args=(stop, 1.0),
+                         kwargs={"expiry": app.extensions.get("expiry_warner")}, name="dev-relay", daemon=True).start()
         log.warning("development mode: outbox relay running in-process")
     on_first_request(app, start)

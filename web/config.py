@@ -45,6 +45,7 @@ DEFAULTS = {
     "POLL_INTERVAL_SECONDS": 3.0,         # at most one Composio status call per connection per interval
     "SSE_HEARTBEAT_SECONDS": 15.0,        # a comment line on every live stream this often (issue 14)
     "FEED_CHECK_SECONDS": 1.0,            # SQLite: how often a process checks for other processes' writes
+    "EXPIRY_WARNING_SECONDS": 86400.0,    # announce connection.expiring this long before a credential expires
     # Outgoing lifecycle webhooks (docs/webhooks-out.md)
     "OUTGOING_WEBHOOKS_ALLOW_PRIVATE": False,       # true only for development/tests: loopback/private URLs allowed
     "OUTGOING_WEBHOOKS_TIMEOUT_SECONDS": 5.0,       # one delivery attempt, connect to last byte
@@ -59,6 +60,7 @@ _INTS = {"WEBHOOK_TOLERANCE_SECONDS", "DISCONNECT_GRACE_SECONDS", "MAX_CONTENT_L
          "CLERK_LEEWAY_SECONDS", "RELAY_MAX_ATTEMPTS", "OUTGOING_WEBHOOKS_MAX_ATTEMPTS"}
 _FLOATS = {"API_KEY_CACHE_SECONDS", "COMPOSIO_TIMEOUT_SECONDS", "RELAY_BASE_DELAY_SECONDS", "POLL_INTERVAL_SECONDS", "RELAY_LEASE_SECONDS",
            "RELAY_MAX_DELAY_SECONDS", "RELAY_RETRY_FOR_SECONDS", "SSE_HEARTBEAT_SECONDS", "FEED_CHECK_SECONDS",
+           "EXPIRY_WARNING_SECONDS",
            "OUTGOING_WEBHOOKS_TIMEOUT_SECONDS", "OUTGOING_WEBHOOKS_BASE_DELAY_SECONDS", "OUTGOING_WEBHOOKS_MAX_DELAY_SECONDS",
            "OUTGOING_WEBHOOKS_RETRY_FOR_SECONDS", "OUTGOING_WEBHOOKS_LEASE_SECONDS"}
 _BOOLS = {"AUTO_MIGRATE", "RELAY_INLINE", "RELAY_IN_PROCESS", "OUTGOING_WEBHOOKS_ALLOW_PRIVATE"}
@@ -106,6 +108,8 @@ def check(s: dict) -> None:
         raise ConfigError("WEBHOOK_TOLERANCE_SECONDS must be > 0 (0 would switch the timestamp check off)")
     if int(s["DISCONNECT_GRACE_SECONDS"]) < 0:
         raise ConfigError("DISCONNECT_GRACE_SECONDS must be >= 0")
+    if float(s["EXPIRY_WARNING_SECONDS"]) < 0:
+        raise ConfigError("EXPIRY_WARNING_SECONDS must be >= 0 (0: never warn ahead)")
     if int(s["MAX_CONTENT_LENGTH"]) <= 0:
         raise ConfigError("MAX_CONTENT_LENGTH must be > 0")
     if float(s["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]) <= 0:

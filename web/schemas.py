@@ -68,6 +68,9 @@ class ConnectionPublic(Public):
     upstreamConfirmed: bool = Field(description="false while Composio has not confirmed a disconnect "
                                                 "(agents may still have access; statusReason says why)")
     agents: list[str]
+    scopes: Optional[list[str]] = Field(default=None, description="granted scopes, where Composio reports them")
+    expiresAt: Optional[str] = Field(default=None, description="when the credential expires, where Composio reports it")
+    useCount: int = Field(default=0, description="uses recorded (trigger events)")
 
 
 class ConnectionsPublic(Public):
@@ -169,6 +172,10 @@ class ConnectionState(Public):
     status_reason: Optional[str]
     purge_at: Optional[str]
     last_used_at: Optional[str]
+    scopes: Optional[str] = Field(default=None, description="space-delimited")
+    expires_at: Optional[str] = None
+    use_count: int = 0
+    expiry_warned_for: Optional[str] = None
     agents: list[str]
 
 
@@ -305,6 +312,17 @@ class ConnectionChange(Public):
     recordedAt: str
     connection: ConnectionPublic
     warnings: list[str]
+
+
+class ReconnectRequest(Strict):
+    callbackUrl: Optional[Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[\x21-\x7E]+$")]] = None
+
+
+class ReconnectResponse(Public):
+    """A reconnect in place: the same connection, INITIATED again, and where to re-authorise."""
+    connectionId: str
+    status: str
+    redirectUrl: Optional[str]
 
 
 class ErrorDetail(BaseModel):

@@ -15,6 +15,7 @@ from .. import decisions
 from .. import envelope as ev
 from .. import errors
 from ..commands import Caller
+from ..credential_facts import credential_data, split_scopes
 from ..envelope import NewEvent, connection_stream
 from ..projections import ConnectionState, upstream_confirmed
 from ..service import make_meta
@@ -80,7 +81,8 @@ class ConnectionReads:
                 "userId": state.user_id, "createdAt": state.created_at, "updatedAt": state.updated_at,
                 "purgeAt": state.purge_at, "lastUsedAt": state.last_used_at,
                 "statusReason": state.status_reason, "upstreamConfirmed": upstream_confirmed(state),
-                "agents": [b.agent_id for b in bound]}
+                "agents": [b.agent_id for b in bound], "scopes": split_scopes(state.scopes),
+                "expiresAt": state.expires_at, "useCount": state.use_count}
 
     def _read_one(self, cid: str) -> tuple[ConnectionState | None, tuple]:
         return self.ledger.store.read_connection(cid)
@@ -127,6 +129,7 @@ class ConnectionReads:
         if caller.kind != "user" or account.user_id != caller.id:
             raise self.deny(caller, cid, action, trace_id)
         seen = decisions.observed(cid, caller.id, caller.tenant, account.toolkit, account.status)
+        seen = NewEvent(seen.type, {**seen.data, **credential_data(account)}, occurred_at=seen.occurred_at)
         with self.ledger.transaction() as txn:
             if txn.connection(cid) is None:
                 txn.append(connection_stream(cid), [seen], meta=make_meta(caller.actor, caller.tenant, trace_id))
@@ -153,7 +156,7 @@ class ConnectionReads:
         if account.status == state.status:
             return state
         kind = {"ACTIVE": ev.ACTIVATED, "FAILED": ev.FAILED}.get(account.status, ev.STATUS_OBSERVED)
-        data = {"connection_id": state.connection_id, "status": account.status}
+        data = {"connection_id": state.connection_id, "status": account.status, **credential_data(account)}
         if account.status_reason:
             data["reason"] = account.status_reason[:200]
         with self.ledger.transaction() as txn:

@@ -124,15 +124,18 @@ class Relay:
             done += len(claimed)
         return done
 
-    def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0, heads=None) -> None:
+    def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0, heads=None, expiry=None) -> None:
         """Warm the SDK, then loop until `stop` is set (SIGTERM handler or shutdown); errors
-        never kill the loop. `heads`: a services.heads.HeadSigner, given its turn each pass."""
+        never kill the loop. `heads`: a services.heads.HeadSigner, `expiry`: a
+        services.lifecycle.ExpiryWarner, each given its turn each pass."""
         self.warm()
         while not stop.is_set():
             try:
                 n = self.run_once()
                 if heads is not None:
                     heads.maybe_sign()
+                if expiry is not None:
+                    expiry.maybe_warn()
             except Exception:
                 log.exception("relay pass failed")
                 n = 0

@@ -47,6 +47,16 @@ class Reads:
         with self.read() as conn:
             return {row[0] for row in conn.execute(q)}
 
+    def expiring_connections(self, until: str, statuses: list[str]) -> list[str]:
+        """Ids of connections in `statuses` whose credential expires by `until` and whose expiry
+        has not been announced yet (expiry_warned_for differs from expires_at)."""
+        c = connections.c
+        q = select(c.connection_id).where(c.expires_at.is_not(None), c.expires_at <= until, c.status.in_(statuses),
+                                          (c.expiry_warned_for.is_(None)) | (c.expiry_warned_for != c.expires_at)) \
+            .order_by(c.expires_at, c.connection_id)
+        with self.read() as conn:
+            return [row[0] for row in conn.execute(q)]
+
     def connection_states(self, ids: list[str]) -> dict[str, ConnectionState]:
         if not ids:
             return {}

@@ -84,6 +84,12 @@ class ConnectionRow(SQLModel, table=True):
     updated_at: str = Field(sa_column=Column(String(TS), nullable=False))
     status_changed_at: str = Field(sa_column=Column(String(TS), nullable=False))
     last_used_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    # Safe facts of the credential (issue 15): never a token. Scopes space-delimited, as OAuth's.
+    scopes: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    expires_at: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
+    use_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    # The expiry a connection.expiring was announced for: once per expiry, again after a new one.
+    expiry_warned_for: Optional[str] = Field(default=None, sa_column=Column(String(TS), nullable=True))
     # PostgreSQL: -version of the event that set it until the sequencer seals it to that event's seq.
     last_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 

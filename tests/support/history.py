@@ -8,7 +8,7 @@ from ledger import envelope as ev
 from ledger.clock import iso, now
 from ledger.envelope import Actor, NewEvent
 
-_WEBHOOKISH = [ev.EXPIRED, ev.FAILED, ev.ACTIVATED, ev.STATUS_OBSERVED, ev.USED]
+_WEBHOOKISH = [ev.EXPIRED, ev.FAILED, ev.ACTIVATED, ev.STATUS_OBSERVED, ev.USED, ev.RECONNECT_REQUESTED, ev.EXPIRING]
 
 
 def random_events(rng: random.Random, cid: str, state: dict) -> list[NewEvent]:
@@ -43,6 +43,14 @@ def random_events(rng: random.Random, cid: str, state: dict) -> list[NewEvent]:
     data = {"status": rng.choice(["ACTIVE", "EXPIRED", "FAILED", "INACTIVE"]), "reason": "r"}
     if kind == ev.USED:
         data = {"trigger_slug": "GITHUB_COMMIT_EVENT", "at": occurred}
+    elif kind in (ev.ACTIVATED, ev.STATUS_OBSERVED) and rng.random() < 0.5:
+        # a grant's safe facts, sometimes a new expiry (a reconnect brings one)
+        data.update(scopes=sorted(rng.sample(["repo", "read:user", "mail.read", "chat:write"], 2)),
+                    expires_at=iso(now() + timedelta(hours=rng.choice([1, 24, 720]))))
+    elif kind == ev.RECONNECT_REQUESTED:
+        data = {"previous_status": "EXPIRED", "status": "INITIATED"}
+    elif kind == ev.EXPIRING:
+        data = {"expires_at": iso(now() + timedelta(hours=1)), "seconds_left": 3600, "agents": sorted(agents)}
     return [NewEvent(kind, data, occurred_at=occurred)]
 
 

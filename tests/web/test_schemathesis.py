@@ -100,6 +100,12 @@ def test_every_success_answer_matches_the_schema_its_operation_declares(api, cre
         response, checks=CHECKS)
     succeeded.add(("POST", "/webhooks/composio"))
 
+    # Reconnect in place: a connection Composio says expired (signed, like the delivery above).
+    broken = call("POST", "/api/connections", 201, body={"toolkit": "gmail"}).json()["connectionId"]
+    body, headers = wh.delivery("whsec-test-secret", wh.expired(broken, "ignored", when=api.extensions["ledger"].now()))
+    assert api.test_client().post("/webhooks/composio", data=body, headers=headers).status_code == 200
+    call("POST", "/api/connections/{connectionId}/reconnect", 200, path_parameters={"connectionId": broken}, body={})
+
     assert api.test_cli_runner().invoke(args=["ledger", "sign-head"]).exit_code == 0
     for path in ("/audit/events", "/audit/export", "/audit/verify", "/audit/heads", "/audit/public-key",
                  "/audit/stream"):

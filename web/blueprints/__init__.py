@@ -8,6 +8,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Import the blueprints inside the factory (flaskr's way) and register them."""
-    from . import agents, audit, connections, events, metrics, openapi, ops, pages, webhooks
-    for module in (events, connections, agents, audit, ops, metrics, openapi, webhooks, pages):
+    from . import agents, audit, connections, events, metrics, openapi, ops, pages, reconnect, webhooks
+    # reconnect after connections: it routes with the connection_id converter connections registers
+    for module in (events, connections, reconnect, agents, audit, ops, metrics, openapi, webhooks, pages):
         app.register_blueprint(module.bp)

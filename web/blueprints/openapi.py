@@ -6,7 +6,7 @@ from pydantic import TypeAdapter
 
 from .. import query_params as q
 from .. import schemas as s
-from . import webhook_endpoints
+from . import reconnect, webhook_endpoints
 
 bp = Blueprint("openapi", __name__)
 
@@ -15,7 +15,8 @@ _MODELS = [s.StartConnectionRequest, s.DisconnectRequest, s.PreflightRequest, s.
            s.DisconnectPreview, s.PreflightResponse, s.HistoryPublic, s.EventPublic, s.EventsPage,
            s.VerifyResult, s.StatePublic, s.HeadsPublic, s.PublicKeyPublic, s.WebhookAnswer, s.Health,
            s.Readiness, s.MetricsPublic, s.ConnectionChange, s.WebhookEndpointCreated, s.WebhookEndpointsPublic,
-           s.WebhookDeliveriesPublic, s.RedeliveryAccepted, s.ErrorEnvelope]
+           s.WebhookDeliveriesPublic, s.RedeliveryAccepted, s.ReconnectRequest, s.ReconnectResponse,
+           s.ErrorEnvelope]
 NDJSON = "application/x-ndjson"
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
            for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503)}
@@ -155,7 +156,7 @@ def document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Connection Ledger", "version": "1.0.0",
                  "description": "Disconnect Composio-linked accounts safely; every change in a hash-chained ledger."},
-        "paths": {**_paths(), **webhook_endpoints.openapi_paths(_op, _path)},
+        "paths": {**_paths(), **reconnect.openapi_paths(_op, _path, _param), **webhook_endpoints.openapi_paths(_op, _path)},
         "components": {
             "schemas": schemas,
             "responses": {"Error": {"description": "The error envelope", "content": _content("ErrorEnvelope")}},

@@ -23,8 +23,10 @@ def relay_cmd(once, interval, sign_every, news_check):
     import threading
     relay = current_app.extensions["relay"]
     if once:
+        from ledger.clock import iso, now
         click.echo(json.dumps({"attempted": relay.run_once(),
-                               "webhooks_attempted": current_app.extensions["webhook_relay"].run_once()}))
+                               "webhooks_attempted": current_app.extensions["webhook_relay"].run_once(),
+                               "expiring_announced": current_app.extensions["expiry_warner"].warn_due(iso(now()))}))
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -33,7 +35,8 @@ def relay_cmd(once, interval, sign_every, news_check):
     start_with_relay(current_app._get_current_object(), stop)
     _wake_webhooks_on_news(stop, news_check)
     click.echo(f"relay {relay.worker_id} running", err=True)
-    relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every))
+    relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every),
+                      expiry=current_app.extensions["expiry_warner"])
     click.echo("relay stopped cleanly", err=True)
 
 

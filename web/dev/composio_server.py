@@ -105,6 +105,17 @@ class FakeComposio:
             self.accounts[account_id]["status"] = status
             self.accounts[account_id]["updated_at"] = _now()
 
+    def set_grant(self, account_id: str, **facts) -> None:
+        """Put facts of the grant into the account's `state.val` beside its tokens, as Composio
+        keeps them (`scope`, `expires_at`, or anything else, a planted token included)."""
+        with self.lock:
+            self.accounts[account_id]["state"]["val"].update(facts)
+
+    def refreshes(self, account_id: str | None = None) -> int:
+        """How many refreshes (reconnects) were asked of this Composio, for one account or all."""
+        return len([c for c in self.calls("POST", "/refresh")
+                    if account_id is None or f"/connected_accounts/{account_id}/" in c["path"]])
+
     def drop_auth_configs(self) -> None:
         """Delete every auth config, as when they are changed in Composio's dashboard."""
         with self.lock:
@@ -265,6 +276,18 @@ def _api_routes(app: Flask, fake: FakeComposio) -> None:
             acc["updated_at"] = _now()
         return jsonify({"success": True})
 
+    @app.post(f"{API}/connected_accounts/<aid>/refresh")
+    def refresh(aid):
+        # Composio's re-authorisation of the same account: back to INITIATED, with a fresh
+        # redirect; the fake OAuth page completing it makes the account ACTIVE again.
+        with fake.lock:
+            acc = get_or_404(aid)
+            acc["status"], acc["status_reason"], acc["is_disabled"] = "INITIATED", None, False
+            acc["state"]["val"]["status"] = "INITIATED"
+            acc["updated_at"] = _now()
+        redirect = f"{request.host_url.rstrip('/')}/_fake/oauth/{aid}"
+        return jsonify({"id": aid, "status": "INITIATED", "redirect_url": redirect})
+
     @app.post(f"{API}/connected_accounts/<aid>/revoke")
     def revoke(aid):
         with fake.lock:
@@ -292,12 +315,18 @@ def _control_routes(app: Flask, fake: FakeComposio) -> None:
             if aid not in fake.accounts:
                 abort(404)
             fake.set_status(aid, "ACTIVE")
+            fake.accounts[aid]["state"]["val"]["status"] = "ACTIVE"
         return "Connected. You can close this window.\n"
 
     @app.post("/_fake/accounts")
     def control_add():
         b = request.get_json(force=True)
         return jsonify({"id": fake.add_account(b["user_id"], b["toolkit"], b.get("status", "ACTIVE"), b.get("id"))})
+
+    @app.post("/_fake/accounts/<aid>/grant")
+    def control_grant(aid):
+        fake.set_grant(aid, **request.get_json(force=True))
+        return jsonify({"ok": True})
 
     @app.post("/_fake/accounts/<aid>/status")
     def control_status(aid):

@@ -148,6 +148,7 @@
     var scopes = c.scopes && c.scopes.length ? c.scopes.join(" ") : "";
     el.querySelector(".scopes").textContent = scopes; fact(el, "scopes", scopes);
     el.querySelector(".lastused").textContent = when(c.lastUsedAt); fact(el, "lastused", c.lastUsedAt);
+    el.querySelector(".uses").textContent = c.useCount ? String(c.useCount) : ""; fact(el, "uses", c.useCount);
     el.querySelector(".expires").textContent = when(c.expiresAt); fact(el, "expires", c.expiresAt);
     el.querySelector(".reason").textContent = c.statusReason || ""; fact(el, "reason", c.statusReason);
     var grace = status === "DISCONNECTING" && c.purgeAt;

@@ -1,0 +1,91 @@
+"""Reconnect in place: re-authorise a broken connection under the same id (Composio's refresh).
+
+Like starting a connection, the Composio call cannot be undone, so an Idempotency-Key is
+reserved before it; the refresh is recorded as connection.reconnect_requested (INITIATED again)
+and the activation is then recorded as for a new connection, by polling, ?wait= or the stream.
+Bindings are not touched: the agents keep their connection.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+from .. import decisions
+from .. import errors
+from ..commands import Caller, ReconnectConnection
+from ..decisions.reconnect import check_reconnect, reconnect_requested
+from ..envelope import connection_stream
+from ..service import make_meta
+from ..storage.unit_of_work import Prefetch
+from .connections import _fingerprint, _scoped_key
+from .idempotency import reserve
+
+log = logging.getLogger("ledger.connections")
+
+
+@dataclass(frozen=True)
+class ReconnectLink:
+    """What a reconnect answers: the same connection, its status and where to re-authorise."""
+    connection_id: str
+    status: str
+    redirect_url: str | None
+
+
+class Reconnects:
+    """The reconnect use case over the connection use cases (for ownership and observation)."""
+
+    def __init__(self, connections):
+        self.connections = connections
+        self.ledger, self.gateway = connections.ledger, connections.gateway
+
+    def reconnect(self, caller: Caller, cmd: ReconnectConnection, *, trace_id=None,
+                  idempotency_key=None) -> ReconnectLink:
+        cid = cmd.connection_id
+        self.connections.observe_unseen(caller, cid, "reconnect", trace_id)
+        idem, fingerprint = _scoped_key(caller, idempotency_key), _fingerprint(cmd)
+        prior = self._check_and_reserve(caller, cid, idem, fingerprint, trace_id)
+        if prior is not None:
+            return ReconnectLink(**prior)
+        try:
+            link = self.gateway.refresh(cid, cmd.callback_url, idempotency_key=idem)
+        except BaseException:
+            self._release(idem)
+            raise
+        answer = ReconnectLink(cid, link.status, link.redirect_url)
+        try:
+            with self.ledger.transaction(prefetch=Prefetch(streams=(connection_stream(cid),),
+                                                           connections=(cid,))) as txn:
+                # Checked again: a disconnect may have landed while Composio was asked.
+                event = reconnect_requested(txn.connection(cid), link.status)
+                envs = txn.append(connection_stream(cid), [event], meta=make_meta(
+                    caller.actor, caller.tenant, trace_id, idempotency_key=idempotency_key))
+                if idem:
+                    txn.complete_key(idem, envs, json.dumps(asdict(answer)))
+        except BaseException:
+            self._release(idem)
+            raise
+        return answer
+
+    def _check_and_reserve(self, caller, cid, idem, fingerprint, trace_id) -> dict | None:
+        """Ownership, then the key (an earlier answer wins over the status it left), then whether
+        the status allows a reconnect; a refusal rolls the reservation back with the rest."""
+        with self.ledger.transaction(prefetch=Prefetch(connections=(cid,), keys=(idem,))) as txn:
+            state = txn.connection(cid)
+            if state is None:
+                raise errors.NotFound("No such connection.")
+            if decisions.may_act(state, caller):
+                prior = reserve(txn, idem, fingerprint) if idem else None
+                if prior is None:
+                    check_reconnect(state)
+                return prior
+        raise self.connections.deny(caller, cid, "reconnect", trace_id)
+
+    def _release(self, idem: str | None) -> None:
+        if not idem:
+            return
+        try:
+            with self.ledger.transaction() as txn:
+                txn.release_key(idem)
+        except errors.LedgerError:  # the database is failing too: the reservation lapses
+            log.warning("could not release idempotency key after a failed reconnect", exc_info=True)
