@@ -184,3 +184,29 @@ def test_an_admin_key_offboards_a_person_of_its_tenant_and_reads_the_progress(si
     reader = auth.service(ORG, "audit:read", name="reader")
     assert client.delete("/api/users/alice/connections", headers=reader).status_code == 403
     assert client.delete("/api/me/connections", headers=admin).status_code == 403
+
+
+@pytest.mark.parametrize("connections", [3, 0])
+def test_two_requests_at_once_make_one_offboarding(signed_app, auth, composio, connections):
+    import threading
+    ids = [_connect(signed_app.test_client(), auth, "alice") for _ in range(connections)]
+    me = _person(auth, "alice")
+    answers, go = [], threading.Barrier(2)
+
+    def offboard():
+        client = signed_app.test_client()
+        go.wait()
+        answers.append(client.delete("/api/me/connections", headers=me))
+    threads = [threading.Thread(target=offboard) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [a.status_code for a in answers] == [202, 202], [a.get_data(as_text=True) for a in answers]
+    assert answers[0].json["offboardingId"] == answers[1].json["offboardingId"]
+    assert len(events_of(signed_app, ev.OFFBOARDING_REQUESTED)) == 1
+    assert len(events_of(signed_app, ev.DISCONNECT_REQUESTED)) == connections
+    assert all(len(composio.calls("PATCH", f"/connected_accounts/{cid}/status")) == 1 for cid in ids)
+    if not connections:  # nothing to disconnect: complete at once, and its receipt says so
+        shown = signed_app.test_client().get(f"/api/offboardings/{answers[0].json['offboardingId']}", headers=me).json
+        assert shown["status"] == "completed" and shown["receipt"]["receipt"]["connections"] == []
