@@ -38,8 +38,6 @@ class Inventory:
              cursor: str | None = None) -> ConnectionPage:
         """The caller's connections: a person's own; an admin key's, its tenant's."""
         scope = {"tenant": caller.tenant} if caller.admin else {"user_id": caller.id}
-        if caller.admin and filters.user_id:
-            scope["user_id"] = filters.user_id
         return self._page(scope, filters, limit, cursor)
 
     def tenant(self, caller: Caller, filters: InventoryFilter, limit: int = 100,
