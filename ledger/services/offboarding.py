@@ -81,7 +81,9 @@ class Offboardings:
                 started, handed = self._request(caller, tenant, user_id, known, immediate, trace_id, idempotency_key)
                 break
             except errors.ConcurrencyError:
-                if attempt == 2:  # a concurrent request for the same person committed first: its answer
+                # A concurrent request for the same person committed first: the retry reads its
+                # offboarding and answers it (nothing is disconnected twice).
+                if attempt == 2:
                     raise
         if self.relay is not None and handed:
             self._relay_inline(started.connection_ids, handed)
