@@ -129,5 +129,6 @@ EXPIRING = "connection.expiring"
 ACCESS_DENIED = "security.access_denied"
 WEBHOOK_UNRECOGNISED = "webhook.unrecognised"
 HEAD_SIGNED = "ledger.head_signed"
+OFFBOARDING_REQUESTED = "offboarding.requested"   # every connection of a person, in one request
 
 EVENT_TYPES = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "." in v)

@@ -3,6 +3,7 @@
     python -m ledger.audit verify-export FILE [--range FROM:TO | --from-seq N] [--expect-head SEQ:HASH]
                                               [--public-key K] [--heads FILE]
     python -m ledger.audit state FILE --as-of SEQ_OR_ISO_TIME
+    python -m ledger.audit verify-receipt RECEIPT [--export FILE] --public-key K
 
 An export is NDJSON, one envelope per line; each line's hash must equal
 sha256(prev_hash + "\\n" + canonical_json(line without "hash")), from 64 zeros at seq 1. The
@@ -10,7 +11,9 @@ file is streamed line by line, so a million-event export needs no more memory th
 
 An export must start at seq 1 unless a part was asked for (--range, --from-seq) or it is anchored
 to a published head (--expect-head): otherwise cutting off its first events would go unnoticed.
-An empty export proves nothing and is not ok. Exit codes: 0 ok, 1 verification failed, 2 usage
+An empty export proves nothing and is not ok. An offboarding receipt (ledger/receipts.py) verifies
+when its Ed25519 signature does, and, given the export, when the export's chain verifies and holds
+every event the receipt cites at its seq, with its hash, type and stream. Exit codes: 0 ok, 1 verification failed, 2 usage
 (a missing file, a bad argument).
 """
 from __future__ import annotations
@@ -168,6 +171,43 @@ def state_as_of(path: str, as_of: str) -> dict:
     return replay(envs).as_json()
 
 
+def verify_receipt_file(path: str, public_key, export: str | None = None) -> dict:
+    """The signature of the receipt in `path`, and (with `export`) every event it cites."""
+    from .receipts import cited_events, verify_receipt
+    try:
+        with _open(path) as f:
+            doc = json.load(f)
+    except (ValueError, UnicodeDecodeError):
+        return {"ok": False, "reason": "the receipt is not valid JSON"}
+    bad = verify_receipt(public_key, doc)
+    if bad:
+        return {"ok": False, "reason": bad}
+    try:
+        cited = cited_events(doc["receipt"])
+    except (KeyError, TypeError, ValueError):
+        return {"ok": False, "reason": "the receipt's cited events are malformed"}
+    report = {"ok": True, "offboarding_id": doc["receipt"].get("offboarding_id"),
+              "connections": len(doc["receipt"].get("connections", ())), "cited": len(cited), "export_checked": False}
+    if export is None:
+        return report
+    chain = verify_export(export)
+    if not chain["ok"]:
+        return {"ok": False, "reason": f"the export does not verify: {chain['reason']}",
+                "first_bad_seq": chain["first_bad_seq"]}
+    wanted = {seq for seq, *_ in cited}
+    found = {int(env["seq"]): env for env in checked_envelopes(export) if int(env["seq"]) in wanted}
+    for seq, hash_, type_, cid in cited:
+        env = found.get(seq)
+        if env is None:
+            return {"ok": False, "reason": f"the export has no event at seq {seq}", "seq": seq}
+        if env["hash"] != hash_ or env["type"] != type_:
+            return {"ok": False, "reason": f"the export's event at seq {seq} is not the one the receipt cites",
+                    "seq": seq}
+        if cid is not None and env["stream"] != f"connection:{cid}":
+            return {"ok": False, "reason": f"the event at seq {seq} is not about connection {cid}", "seq": seq}
+    return {**report, "export_checked": True, "head": chain["head"]}
+
+
 def _parse_head(text: str) -> tuple[int, str]:
     seq, _, hash_ = text.partition(":")
     if not seq.isdigit() or len(hash_) != 64:
@@ -207,9 +247,23 @@ def main(argv=None) -> int:
     s = sub.add_parser("state", help="every connection's state as of a seq or time, from the export alone")
     s.add_argument("file")
     s.add_argument("--as-of", required=True)
+    r = sub.add_parser("verify-receipt", help="check an offboarding receipt's signature (and its events in an export)")
+    r.add_argument("file", metavar="RECEIPT")
+    r.add_argument("--export", help="an export of the chain that must hold every event the receipt cites")
+    r.add_argument("--public-key", required=True, help="Ed25519 public key (PEM, file, or base64): GET /audit/public-key")
     args = parser.parse_args(argv)
-    if args.file != "-" and not os.path.isfile(args.file):
-        return _usage_error(f"cannot read {args.file}: no such file")
+    for path in (args.file, getattr(args, "export", None)):
+        if path is not None and path != "-" and not os.path.isfile(path):
+            return _usage_error(f"cannot read {path}: no such file")
+    if args.command == "verify-receipt":
+        from .signing import load_public_key
+        try:
+            key = load_public_key(args.public_key)
+        except (OSError, ValueError) as exc:
+            return _usage_error(f"--public-key: {exc}")
+        report = verify_receipt_file(args.file, key, args.export)
+        print(json.dumps(report))
+        return 0 if report["ok"] else 1
     if args.command == "verify-export":
         key = None
         try:

@@ -84,6 +84,11 @@ def build_services(app: Flask, ledger) -> None:
         ledger, gateway, grace_seconds=int(config["DISCONNECT_GRACE_SECONDS"]),
         poll_interval=float(config["POLL_INTERVAL_SECONDS"]),
         relay=relay if config["RELAY_INLINE"] else None))  # None: the relay worker does it all
+    from ledger.services.inventory import Inventory
+    from ledger.services.offboarding import Offboardings
+    app.extensions.update(inventory=Inventory(ledger), offboardings=Offboardings(
+        ledger, grace_seconds=int(config["DISCONNECT_GRACE_SECONDS"]),
+        relay=relay if config["RELAY_INLINE"] else None))
     build_lifecycle(app, ledger)
 
 

@@ -126,3 +126,37 @@ def parse_query(model: type[Query]):
         return model.model_validate(given)
     except ValidationError as exc:
         raise ApiError(422, "VALIDATION_ERROR", "The query parameters are not valid.", _details(exc, "query")) from None
+
+
+# --- issue 15: cursor pages of connections ----------------------------------------------
+
+def _cursor(value: str) -> str:
+    from ledger.errors import InvalidInput
+    from ledger.pagination import decode_cursor
+    try:
+        decode_cursor(value)
+    except InvalidInput:
+        raise PydanticCustomError("value_error", "Input should be a cursor this service gave out") from None
+    return value
+
+
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_cursor),
+                   Field(description="the nextCursor of the previous page (opaque)")]
+PageLimit = Annotated[int, Field(ge=1, le=500, description="items per page (1..500)"), BeforeValidator(_integer)]
+
+
+class PageQuery(ListQuery):
+    limit: PageLimit = 100
+    cursor: Optional[Cursor] = None
+
+
+class InventoryQuery(PageQuery):
+    user: Optional[UserId] = Field(default=None, description="one person's connections")
+    unused_days: Optional[Annotated[int, Field(ge=0, le=36500), BeforeValidator(_integer)]] = Field(
+        default=None, description="no use for this many days (never used: created before then)")
+
+
+class OffboardQuery(Query):
+    # A misspelt ?imediate=true must not wait out the grace period unnoticed.
+    model_config = ConfigDict(extra="forbid")
+    immediate: bool = Field(default=False, description="revoke and delete now, without the grace period")

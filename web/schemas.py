@@ -47,6 +47,10 @@ class PreflightRequest(Strict):
     toolkits: Annotated[list[Toolkit], Field(min_length=1, max_length=50)]
 
 
+class OffboardRequest(Strict):
+    immediate: bool = Field(default=False, description="revoke and delete now, without the grace period")
+
+
 # --- responses: every 2xx body is validated through one of these (`answer`), the same models
 # that make /openapi.json, so the document cannot drift from what the service says. extra=forbid:
 # a key the ledger adds without a schema is a failure in the tests, not an undocumented field.
@@ -324,6 +328,78 @@ class ReconnectResponse(Public):
     status: str
     redirectUrl: Optional[str]
 
+# --- issue 15: pages of connections, offboarding and its receipt ---------------------------
+
+class ConnectionsPage(ConnectionsPublic):
+    """A page of connections in a stable order (createdAt, then connectionId)."""
+    total: int = Field(description="every connection matching the filters, across all pages")
+    nextCursor: Optional[str] = Field(description="pass as ?cursor= for the next page; null on the last one")
+
+
+class OffboardingAccepted(Public):
+    offboardingId: str
+    userId: str
+    status: Literal["in_progress", "completed"]
+    connections: list[str] = Field(description="the connections this offboarding disconnects")
+
+
+class CitedEvent(Public):
+    type: str
+    seq: int
+    hash: str
+
+
+class OffboardingConnection(Public):
+    connectionId: str
+    toolkit: str
+    status: str
+    outcome: Literal["pending", "revoked", "not_revocable", "not_found_upstream", "failed", "restored",
+                     "already_disconnected"]
+    revoked: list[str] = Field(description="the kinds of tokens revoked at the provider")
+    reason: Optional[str] = Field(description="why nothing was revoked, or what is still awaited")
+    at: Optional[str] = Field(description="when the outcome was recorded")
+    events: list[CitedEvent] = Field(description="the ledger events that record the outcome")
+
+
+class ReceiptConnection(Public):
+    connection_id: str
+    toolkit: str
+    outcome: str
+    revoked: list[str]
+    reason: Optional[str]
+    at: Optional[str]
+    events: list[CitedEvent]
+
+
+class ReceiptBody(Public):
+    kind: Literal["connection-ledger.offboarding-receipt"]
+    version: Literal[1]
+    offboarding_id: str
+    tenant: str
+    user_id: str
+    requested: CitedEvent
+    requested_at: str
+    completed_at: str
+    connections: list[ReceiptConnection]
+
+
+class SignedReceipt(Public):
+    receipt: ReceiptBody
+    algorithm: Literal["Ed25519"]
+    key_id: str
+    signature: str = Field(description="Ed25519, base64, over the UTF-8 canonical JSON of `receipt`")
+
+
+class OffboardingPublic(Public):
+    offboardingId: str
+    userId: str
+    status: Literal["in_progress", "completed"]
+    requestedAt: str
+    immediate: bool
+    connections: list[OffboardingConnection]
+    receipt: Optional[SignedReceipt] = Field(description="present once every connection's outcome is final "
+                                                         "(and a signing key is configured)")
+
 
 class ErrorDetail(BaseModel):
     loc: list[Any]
@@ -448,3 +524,10 @@ def valid_id(value: str) -> bool:
 
 def valid_agent_id(value: str) -> bool:
     return _fits(_AGENT, value)
+
+
+def valid_user_id(value: str) -> bool:
+    return _fits(_USER, value)
+
+
+_USER = TypeAdapter(UserId)

@@ -6,8 +6,9 @@ import json
 
 from sqlalchemy import func, insert, select
 
+from ..envelope import EVENT_COLUMNS, Envelope
 from ..projections import Binding, ConnectionState
-from .tables import bindings, connections, outbox, reconcile_runs
+from .tables import bindings, connections, events, idempotency_keys, outbox, reconcile_runs
 
 
 class Reads:
@@ -92,3 +93,79 @@ class Reads:
             rows = conn.execute(select(reconcile_runs).order_by(reconcile_runs.c.id.desc()).limit(limit)).all()
         return [{"started_at": r.started_at, "finished_at": r.finished_at, "user_id": r.user_id,
                  "counts": json.loads(r.counts)} for r in rows]
+
+
+class PageReads:
+    """The inventory's keyset pages and the offboarding's reads (issue 15), mixed into EventStore
+    beside Reads."""
+
+    def connections_page(self, *, tenant: str | None = None, user_id: str | None = None,
+                         status: str | None = None, toolkit: str | None = None,
+                         unused_before: str | None = None, after: tuple[str, str] | None = None,
+                         limit: int = 100) -> tuple[list[tuple[ConnectionState, tuple]], int]:
+        """One page of connections in (created_at, connection_id) order, strictly after `after`
+        (a keyset: a connection added meanwhile never shifts a page), each with all its bindings,
+        and the total matching the filters. Three statements whatever the page size: the page,
+        its bindings (batched, no query per connection), the count. `unused_before`: no use since that time (never
+        used ones count when created before it)."""
+        from sqlalchemy import and_, or_
+        conds = []
+        if tenant is not None:
+            conds.append(connections.c.tenant == tenant)
+        if user_id is not None:
+            conds.append(connections.c.user_id == user_id)
+        if status:
+            conds.append(connections.c.status == status)
+        if toolkit:
+            conds.append(connections.c.toolkit == toolkit)
+        if unused_before:
+            conds.append(or_(connections.c.last_used_at < unused_before,
+                             and_(connections.c.last_used_at.is_(None), connections.c.created_at < unused_before)))
+        page = select(connections).where(*conds)
+        if after is not None:
+            # Spelt out rather than a row-value comparison: both backends plan it on the index.
+            created, cid = after
+            page = page.where(or_(connections.c.created_at > created,
+                                  and_(connections.c.created_at == created, connections.c.connection_id > cid)))
+        page = page.order_by(connections.c.created_at, connections.c.connection_id).limit(limit)
+        with self.read() as conn:
+            rows = conn.execute(page).all()
+            ids = [r.connection_id for r in rows]
+            brows = conn.execute(select(bindings).where(bindings.c.connection_id.in_(ids))
+                                 .order_by(bindings.c.agent_id)).all() if ids else []
+            total = conn.execute(select(func.count()).select_from(connections).where(*conds)).scalar()
+        by_conn: dict = {}
+        for b in brows:
+            by_conn.setdefault(b.connection_id, []).append(Binding.from_row(b))
+        return [(ConnectionState.from_row(r), tuple(by_conn.get(r.connection_id, ()))) for r in rows], int(total)
+
+    def person_connections(self, user_id: str, tenant: str | None = None) -> list[ConnectionState]:
+        """Every connection of a person (of one tenant, if given), oldest first."""
+        q = select(connections).where(connections.c.user_id == user_id)
+        if tenant is not None:
+            q = q.where(connections.c.tenant == tenant)
+        with self.read() as conn:
+            rows = conn.execute(q.order_by(connections.c.created_at, connections.c.connection_id)).all()
+        return [ConnectionState.from_row(r) for r in rows]
+
+    def idempotency_record(self, key: str) -> dict | None:
+        """What a key recorded: {scope (the stream), first_version, last_version, response}."""
+        with self.read() as conn:
+            row = conn.execute(select(idempotency_keys.c.scope, idempotency_keys.c.first_version,
+                                      idempotency_keys.c.last_version, idempotency_keys.c.response)
+                               .where(idempotency_keys.c.key == key)).first()
+        return dict(row._mapping) if row else None
+
+    def stream_events(self, streams: list[str], types: frozenset | None = None,
+                      after_seq: int = 0) -> list[Envelope]:
+        """Sealed events of several streams (of these types) after a seq, in seq order: one
+        statement for all of them."""
+        if not streams:
+            return []
+        q = select(*[events.c[name] for name in EVENT_COLUMNS]).where(
+            events.c.stream.in_(streams), events.c.seq.isnot(None), events.c.seq > after_seq)
+        if types:
+            q = q.where(events.c.type.in_(sorted(types)))
+        with self.read() as conn:
+            rows = conn.execute(q.order_by(events.c.seq)).all()
+        return [Envelope.from_row(r) for r in rows]

@@ -21,7 +21,7 @@ from .. import errors
 from ..chain import GENESIS_HASH, ChainWalker, envelope_text, export_line, walk_rows
 from ..envelope import EVENT_COLUMNS, Envelope
 from ..projections import BINDING_COLUMNS, CONNECTION_COLUMNS, Binding, ConnectionState, Projection, replay
-from .reads import Reads
+from .reads import PageReads, Reads
 from .statements import Statements
 from .tables import connections, events, ledger_head
 from .unit_of_work import Prefetch, UnitOfWork
@@ -43,7 +43,7 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class EventStore(Reads):
+class EventStore(Reads, PageReads):
     """Storage of the ledger on one engine. Use `open_store(engine)` for the backend's own."""
 
     #: verify() may split a long chain across processes (the database is reachable from them)

@@ -124,6 +124,18 @@ def test_every_success_answer_matches_the_schema_its_operation_declares(api, cre
     call("POST", "/api/webhook-endpoints/{endpointId}/redeliver", 202, admin, path_parameters=which, body={})
     call("DELETE", "/api/webhook-endpoints/{endpointId}", 204, admin, path_parameters=which)
 
+    # Issue 15: the tenant's inventory, offboarding and its receipt.
+    alice = AuthActions(api, signing_key).user("alice", org_id="acme")
+    kept = call("POST", "/api/connections", 201, alice, body={"toolkit": "slack", "credentials": {"api_key": "k"}})
+    call("GET", "/api/admin/connections", 200, admin, query={"limit": "1", "user": "alice"})
+    started = call("DELETE", "/api/users/{userId}/connections", 202, admin, path_parameters={"userId": "alice"},
+                   query={"immediate": "true"}).json()
+    assert started["connections"] == [kept.json()["connectionId"]]
+    shown = call("GET", "/api/offboardings/{offboardingId}", 200, admin,
+                 path_parameters={"offboardingId": started["offboardingId"]}).json()
+    assert shown["receipt"]["receipt"]["offboarding_id"] == started["offboardingId"]
+    call("DELETE", "/api/me/connections", 202, person)
+
     declared = {(method.upper(), path) for path, ops in paths.items()
                 for method, op in ops.items() if any(code.startswith("2") for code in op["responses"])}
     assert declared - succeeded == set()

@@ -8,7 +8,9 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Import the blueprints inside the factory (flaskr's way) and register them."""
-    from . import agents, audit, connections, events, metrics, openapi, ops, pages, reconnect, webhooks
+    from . import (admin, agents, audit, connections, events, metrics, offboarding, openapi, ops, pages, reconnect,
+                   webhooks)
     # reconnect after connections: it routes with the connection_id converter connections registers
-    for module in (events, connections, reconnect, agents, audit, ops, metrics, openapi, webhooks, pages):
+    for module in (events, connections, reconnect, agents, audit, ops, metrics, openapi, webhooks, pages, admin,
+                   offboarding):
         app.register_blueprint(module.bp)

@@ -6,11 +6,12 @@ from werkzeug.routing import BaseConverter
 
 from ledger.commands import RequestDisconnect, RestoreConnection, StartConnection
 from ledger.errors import NotFound
+from ledger.services.inventory import InventoryFilter
 
 from .. import auth
 from .events import wait_for_change
-from ..query_params import DisconnectQuery, DryRunQuery, ListQuery, WaitQuery, parse_query
-from ..schemas import (ConnectionPublic, ConnectionsPublic, DisconnectPreview, DisconnectRequest, DisconnectResponse,
+from ..query_params import DisconnectQuery, DryRunQuery, PageQuery, WaitQuery, parse_query
+from ..schemas import (ConnectionPublic, DisconnectPreview, DisconnectRequest, DisconnectResponse,
                        HistoryPublic, PreflightRequest, PreflightResponse, StartConnectionRequest,
                        StartConnectionResponse, answer, idempotency_key, parse_body, valid_id)
 
@@ -55,10 +56,10 @@ def start():
 @bp.get("")
 @auth.require_person_or_admin
 def list_connections():
-    """My connections, from the projection (?status=, ?toolkit=)."""
-    q = parse_query(ListQuery)
-    data = _svc().list(auth.current().caller(), q.status, q.toolkit)
-    return answer(ConnectionsPublic, {"data": data, "count": len(data)})
+    """My connections, from the projection (?status=, ?toolkit=), page by page (?limit=, ?cursor=)."""
+    from .admin import connections_page
+    q = parse_query(PageQuery)
+    return connections_page("mine", q, InventoryFilter(toolkit=q.toolkit, status=q.status))
 
 
 @bp.post("/preflight")

@@ -16,7 +16,7 @@ _MODELS = [s.StartConnectionRequest, s.DisconnectRequest, s.PreflightRequest, s.
            s.VerifyResult, s.StatePublic, s.HeadsPublic, s.PublicKeyPublic, s.WebhookAnswer, s.Health,
            s.Readiness, s.MetricsPublic, s.ConnectionChange, s.WebhookEndpointCreated, s.WebhookEndpointsPublic,
            s.WebhookDeliveriesPublic, s.RedeliveryAccepted, s.ReconnectRequest, s.ReconnectResponse,
-           s.ErrorEnvelope]
+           s.ConnectionsPage, s.OffboardRequest, s.OffboardingAccepted, s.OffboardingPublic, s.ErrorEnvelope]
 NDJSON = "application/x-ndjson"
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
            for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503)}
@@ -76,7 +76,7 @@ def _paths() -> dict:
     preview = {"200": {"description": "A dry run (dry_run=true): what would happen", "content": _content("DisconnectPreview")}}
     return {
         "/api/connections": {
-            "get": _op("My connections", ok=["ConnectionsPublic"], params=_query(q.ListQuery)),
+            "get": _op("My connections, page by page", ok=["ConnectionsPage"], params=_query(q.PageQuery)),
             "post": _op("Start a connection", body="StartConnectionRequest", ok=["StartConnectionResponse"],
                         status="201", params=[idem])},
         "/api/connections/preflight": {"post": _op("Which toolkits are ready", body="PreflightRequest", ok=["PreflightResponse"])},
@@ -96,6 +96,7 @@ def _paths() -> dict:
         "/api/agents/{agentId}/connections/{connectionId}": {
             "put": _op("Bind an agent", ok=["ConnectionPublic"], params=[agent, cid, idem]),
             "delete": _op("Unbind an agent", status="204", params=[agent, cid, idem])},
+        **_offboarding_paths(idem),
         "/webhooks/composio": {"post": _op("Signed Composio events", ok=["WebhookAnswer"], security=_OPEN)},
         "/audit/events": {"get": _op("Events, paged by seq", ok=["EventsPage"], security=_AUDITOR,
                                      params=_query(q.EventsQuery))},
@@ -109,6 +110,28 @@ def _paths() -> dict:
         "/healthz": {"get": _op("The process is up", ok=["Health"], security=_OPEN)},
         "/readyz": {"get": _op("The database is reachable and migrated", ok=["Readiness"], security=_OPEN)},
         "/metrics": {"get": _op("This process's operational counters", ok=["MetricsPublic"], security=_OPEN)},
+    }
+
+
+def _offboarding_paths(idem: dict) -> dict:
+    """Offboarding (web/blueprints/offboarding.py) and the tenant's inventory (admin.py)."""
+    user = _path("userId", s.UserId)
+    off = _param("offboardingId", "path", {"type": "string", "pattern": "^off_[0-9a-f]{1,64}$"}, True)
+    body = {"required": False, "content": _content("OffboardRequest")}
+    me = _op("Offboard me: disconnect every connection of mine", ok=["OffboardingAccepted"], status="202",
+             params=[idem, *_query(q.OffboardQuery)], security=[{"clerkSession": []}])
+    them = _op("Offboard a person of the key's tenant (connections:admin)", ok=["OffboardingAccepted"],
+               status="202", params=[user, idem, *_query(q.OffboardQuery)], security=_AUDITOR)
+    me["requestBody"] = them["requestBody"] = body
+    return {
+        "/api/me/connections": {"delete": me},
+        "/api/users/{userId}/connections": {"delete": them},
+        "/api/offboardings/{offboardingId}": {"get": _op(
+            "An offboarding's progress per connection; its signed receipt once done", ok=["OffboardingPublic"],
+            params=[off])},
+        "/api/admin/connections": {"get": _op("The tenant's connections, page by page (connections:admin)",
+                                              ok=["ConnectionsPage"], params=_query(q.InventoryQuery),
+                                              security=_AUDITOR)},
     }
 
 
