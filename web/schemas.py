@@ -1,11 +1,13 @@
 """Request and response models (not tables). They validate requests and generate /openapi.json."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated, Any, Literal, Optional
 
 from flask import jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
 
 from .errors import ApiError
 from .request_context import body_bytes
@@ -52,68 +54,80 @@ class PreflightRequest(Strict):
 # a key the ledger adds without a schema is a failure in the tests, not an undocumented field.
 
 class Public(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    """An answer whose wire names are its field names (the audit and ops answers: snake_case)."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, from_attributes=True)
 
 
-class ConnectionPublic(Public):
-    connectionId: str
+def _title(name: str, _field) -> str:
+    return to_camel(name).title()  # the title the camelCase field names always had in /openapi.json
+
+
+class CamelPublic(Public):
+    """An answer of the connections API: snake_case fields (those of the ledger's domain value it
+    is validated from, ledger/results.py) on the wire as camelCase. Build it with
+    `answer(Model, domain_value)`: the value's attributes are read by name."""
+    model_config = ConfigDict(alias_generator=to_camel, field_title_generator=_title)
+
+
+class ConnectionPublic(CamelPublic):
+    connection_id: str
     toolkit: str
     status: str
-    userId: Optional[str]
-    createdAt: str
-    updatedAt: str
-    purgeAt: Optional[str]
-    lastUsedAt: Optional[str]
-    statusReason: Optional[str]
-    upstreamConfirmed: bool = Field(description="false while Composio has not confirmed a disconnect "
-                                                "(agents may still have access; statusReason says why)")
+    user_id: Optional[str]
+    created_at: str
+    updated_at: str
+    purge_at: Optional[str]
+    last_used_at: Optional[str]
+    status_reason: Optional[str]
+    upstream_confirmed: bool = Field(description="false while Composio has not confirmed a disconnect "
+                                                 "(agents may still have access; statusReason says why)")
     agents: list[str]
 
 
-class ConnectionsPublic(Public):
+class ConnectionsPublic(CamelPublic):
     data: list[ConnectionPublic]
     count: int
 
 
-class AgentConnectionsPublic(Public):
-    agentId: str
+class AgentConnectionsPublic(CamelPublic):
+    agent_id: str
     data: list[ConnectionPublic]
     count: int
 
 
-class StartConnectionResponse(Public):
-    connectionId: str
+class StartConnectionResponse(CamelPublic):
+    connection_id: str
     status: str
-    redirectUrl: Optional[str]
+    redirect_url: Optional[str]
 
 
-class DisconnectResponse(Public):
+class DisconnectResponse(CamelPublic):
     success: bool
-    connectionId: str
+    connection_id: str
     status: str
-    upstreamConfirmed: Optional[bool] = None
-    purgeAt: Optional[str]
+    upstream_confirmed: Optional[bool] = None
+    purge_at: Optional[str]
     warnings: list[str]
 
 
 class DisconnectPreview(DisconnectResponse):
     """A dry run: what a disconnect would do, without doing it."""
-    dryRun: Literal[True]
+    dry_run: Literal[True]
     agents: list[str] = Field(description="agents bound now; a real disconnect unbinds them")
-    canRevoke: Optional[bool] = Field(description="whether the provider's grant can be revoked (null: unknown)")
-    currentStatus: str
-    requiresForce: bool = Field(description="a real disconnect without force would answer 409")
-    wouldSucceed: bool
-    wouldStatus: Optional[str] = Field(description="the status a real disconnect would leave (null if refused)")
-    wouldError: Optional[str] = Field(description="the error code a real disconnect would get, if any")
+    can_revoke: Optional[bool] = Field(description="whether the provider's grant can be revoked (null: unknown)")
+    current_status: str
+    requires_force: bool = Field(description="a real disconnect without force would answer 409")
+    would_succeed: bool
+    would_status: Optional[str] = Field(description="the status a real disconnect would leave (null if refused)")
+    would_error: Optional[str] = Field(description="the error code a real disconnect would get, if any")
 
 
-class PreflightResponse(Public):
+class PreflightResponse(CamelPublic):
     connected: list[str]
     pending: list[str] = Field(description="every required toolkit not ACTIVE: initiated + missing")
     initiated: list[str] = Field(description="OAuth under way")
     missing: list[str] = Field(description="no connection under way")
-    allReady: bool
+    all_ready: bool
 
 
 class EventPublic(Public):
@@ -206,10 +220,10 @@ class Health(Public):
     status: Literal["ok"]
 
 
-class RateLimitState(Public):
+class RateLimitState(CamelPublic):
     enabled: bool
     storage: Optional[Literal["ok", "unreachable"]] = None
-    failOpen: Optional[bool] = None
+    fail_open: Optional[bool] = None
     failing: Optional[bool] = None
     failures: Optional[int] = None
 
@@ -250,59 +264,59 @@ class MetricsPublic(Public):
     outbox: OutboxBacklog
 
 
-class WebhookEndpointPublic(Public):
+class WebhookEndpointPublic(CamelPublic):
     """An outgoing webhook endpoint as listed: never its secret."""
     id: str
     url: str
     description: str
-    eventTypes: list[str] = Field(description="the event types it receives; empty: every type")
-    createdAt: str
+    event_types: list[str] = Field(description="the event types it receives; empty: every type")
+    created_at: str
     deliveries: dict[str, int] = Field(default_factory=dict, description="deliveries by status")
 
 
-class WebhookEndpointCreated(Public):
+class WebhookEndpointCreated(CamelPublic):
     """The answer to a registration: the only place the whsec_ signing secret ever appears."""
     id: str
     url: str
     description: str
-    eventTypes: list[str]
-    createdAt: str
+    event_types: list[str]
+    created_at: str
     secret: str = Field(description="whsec_ + base64: the Standard Webhooks signing secret, shown once")
 
 
-class WebhookEndpointsPublic(Public):
+class WebhookEndpointsPublic(CamelPublic):
     data: list[WebhookEndpointPublic]
     count: int
 
 
-class WebhookDeliveryPublic(Public):
+class WebhookDeliveryPublic(CamelPublic):
     id: str
-    webhookId: str = Field(description="the webhook-id header the receiver sees; the same on every retry")
-    connectionId: Optional[str]
+    webhook_id: str = Field(description="the webhook-id header the receiver sees; the same on every retry")
+    connection_id: Optional[str]
     type: str
     status: str
     attempts: int
-    nextAttemptAt: Optional[str]
-    lastError: Optional[str]
-    deliveredAt: Optional[str]
+    next_attempt_at: Optional[str]
+    last_error: Optional[str]
+    delivered_at: Optional[str]
 
 
-class WebhookDeliveriesPublic(Public):
+class WebhookDeliveriesPublic(CamelPublic):
     data: list[WebhookDeliveryPublic]
     count: int
 
 
-class RedeliveryAccepted(Public):
-    endpointId: str
+class RedeliveryAccepted(CamelPublic):
+    endpoint_id: str
     requeued: int = Field(description="deliveries queued again, with their original webhook-ids")
 
 
-class ConnectionChange(Public):
+class ConnectionChange(CamelPublic):
     """One event of GET /api/connections/events: the connection as it stood after it."""
     seq: int
     type: str
-    occurredAt: str
-    recordedAt: str
+    occurred_at: str
+    recorded_at: str
     connection: ConnectionPublic
     warnings: list[str]
 
@@ -328,17 +342,29 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-def to_public(model: type[Public], value) -> dict:
-    """`value` validated through `model`, as the JSON-ready dict of the keys it holds."""
-    validated = value if isinstance(value, model) else model.model_validate(value)
+def to_public(model: type[Public], value, **extra) -> dict:
+    """`value` validated through `model`, as the JSON-ready dict of the keys it holds. `value` is
+    a domain value (its attributes are read by field name), a dict (by wire name or field name)
+    or a model; `extra` adds fields the web knows and the domain value does not (`success`)."""
+    if isinstance(value, model) and not extra:
+        validated = value
+    else:
+        if extra:
+            value = {**(value if isinstance(value, dict) else _attributes(value)), **extra}
+        validated = model.model_validate(value)
     return validated.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
-def answer(model: type[Public], value, status: int = 200):
-    """`value` (a dict or a model) validated through `model` and rendered as JSON: the one way a
-    view answers 2xx with a body. Only the keys `value` holds are rendered (exclude_unset), so
-    the bytes are what the value says; a value the model refuses is a 500, caught by the tests."""
-    return jsonify(to_public(model, value)), status
+def _attributes(value) -> dict:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
+def answer(model: type[Public], value, status: int = 200, **extra):
+    """`value` validated through `model` and rendered as JSON: the one way a view answers 2xx
+    with a body. Only the fields `value` holds are rendered (exclude_unset: a dict's keys, a
+    domain value's attributes), so the bytes are what the value says; a value the model refuses
+    is a 500, caught by the tests."""
+    return jsonify(to_public(model, value, **extra)), status
 
 
 # --- parsing -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from ledger import envelope as ev
 from ledger.decisions import may_act
 from ledger.feed import EVERYONE, PAGE, Feed, Subscription
+from ledger.results import ConnectionView
 from ledger.stream_states import StatesAt
 
 from .. import auth
@@ -192,7 +193,6 @@ def connection_events():
     """SSE of my connections' changes (an admin key: its tenant's); resumable with Last-Event-ID."""
     cursor = _last_event_id()
     caller, lv = auth.current().caller(), live()
-    public = current_app.extensions["connections"]._public
 
     def render(env) -> str | None:
         if not env.stream.startswith("connection:"):
@@ -201,8 +201,8 @@ def connection_events():
         if not may_act(state, caller):
             return None
         return orjson.dumps(to_public(ConnectionChange, {
-            "seq": env.seq, "type": env.type, "occurredAt": env.occurred_at, "recordedAt": env.recorded_at,
-            "connection": public(state, bound), "warnings": warnings_of(env)})).decode()
+            "seq": env.seq, "type": env.type, "occurred_at": env.occurred_at, "recorded_at": env.recorded_at,
+            "connection": ConnectionView.of(state, bound), "warnings": warnings_of(env)})).decode()
 
     def gap(after: int, upto: int):
         if caller.admin:
@@ -231,7 +231,7 @@ def audit_stream():
 
 
 # -- ?wait ------------------------------------------------------------------------------------
-def wait_for_change(caller, cid: str, seconds: float, trace_id: str | None) -> dict:
+def wait_for_change(caller, cid: str, seconds: float, trace_id: str | None) -> ConnectionView:
     """GET /api/connections/<id>?wait=N: the connection once its status differs from what it
     was at the start, or as it is at the deadline. While OAuth is pending, one waiter per
     process per POLL_INTERVAL_SECONDS asks Composio (through Connections.get, whose polls row
@@ -241,14 +241,14 @@ def wait_for_change(caller, cid: str, seconds: float, trace_id: str | None) -> d
     with lv.feed.subscription({"stream:" + stream_name}) as sub:
         cursor = sub.head()
         answer = svc.get(caller, cid, trace_id=trace_id)
-        status = answer["status"]
+        status = answer.status
         while (left := deadline - time.monotonic()) > 0:
-            pending = answer["status"] in PENDING
+            pending = answer.status in PENDING
             got = sub.events_after(cursor, min(left, lv.poll_wait(cid)) if pending else left)
             touched = got is None or bool(got[0])
             cursor = sub.head() if got is None else got[1]
             if touched or (pending and lv.claim_poll(cid)):
                 answer = svc.get(caller, cid, trace_id=trace_id)
-                if answer["status"] != status:
+                if answer.status != status:
                     return answer
     return answer

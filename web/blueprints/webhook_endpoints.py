@@ -62,7 +62,7 @@ def create():
     resp, _ = answer(WebhookEndpointCreated, out)
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"  # it carries the secret
-    resp.headers["Location"] = f"/api/webhook-endpoints/{out['id']}"
+    resp.headers["Location"] = f"/api/webhook-endpoints/{out.id}"
     return resp
 
 
@@ -103,7 +103,7 @@ def redeliver(endpoint_id):
     relay = current_app.extensions.get("webhook_relay")
     if relay is not None:
         relay.wake.set()
-    return answer(RedeliveryAccepted, {"endpointId": endpoint_id, "requeued": n}, 202)
+    return answer(RedeliveryAccepted, {"endpoint_id": endpoint_id, "requeued": n}, 202)
 
 
 def wire(app) -> None:
