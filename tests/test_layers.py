@@ -196,3 +196,11 @@ def test_the_camel_case_check_sees_an_answer_key():
     import ast
     tree = ast.parse('answer = {"connectionId": cid, "purge_at": at}')
     assert [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and _CAMEL.match(str(n.value))] == ["connectionId"]
+
+
+def test_only_the_composition_root_subscribes_to_what_the_ledger_records():
+    import ast
+    subscribers = sorted({name for name, tree in _modules("ledger", "web") for node in ast.walk(tree)
+                          if isinstance(node, ast.Attribute) and node.attr == "connect"
+                          and isinstance(node.value, ast.Name) and node.value.id == "event_recorded"})
+    assert subscribers == ["web/bootstrap.py"]

@@ -1,7 +1,9 @@
 """The one composition root: settings on app.config, then the engine, the ledger, the Composio
-gateway, the relay, the use cases and the signal subscriptions, each built once per app and kept
-in `app.extensions`. `create_app` (web/__init__.py) calls `bootstrap(app, overrides)` and then
-adds the HTTP side (hooks, blueprints, CLI); nothing here is built at import time."""
+gateway, the relays (Composio actions, outgoing webhooks), the use cases, the live feed and every
+subscription to `ledger.signals.event_recorded`, each built once per app and kept in
+`app.extensions`; and which relays a process starts. `create_app` (web/__init__.py) calls
+`bootstrap(app, overrides)` and then adds the HTTP side (hooks, blueprints, CLI), which only
+reads what is built here. Nothing here is built at import time."""
 from __future__ import annotations
 
 import logging
@@ -18,7 +20,7 @@ log = logging.getLogger("web")
 
 
 def bootstrap(app: Flask, overrides: dict | None = None) -> None:
-    """Settings, storage, ledger, gateway, relay and use cases for `app`."""
+    """Settings, storage, ledger, gateway, relays, use cases, live feed and subscriptions for `app`."""
     apply_settings(app, overrides)
     configure_logging(app)
     engine, ledger = build_ledger(app)
@@ -65,33 +67,70 @@ def build_relay(app: Flask, ledger, gateway):
                  lease_seconds=float(config["RELAY_LEASE_SECONDS"]))
 
 
+def build_webhook_relay(app: Flask, ledger):
+    """The outgoing lifecycle webhooks' relay (ledger/services/webhook_delivery.py)."""
+    from ledger.services.webhook_delivery import WebhookRelay
+    config = app.config
+    return WebhookRelay(ledger, allow_private=bool(config["OUTGOING_WEBHOOKS_ALLOW_PRIVATE"]),
+                        timeout=float(config["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]),
+                        base_delay=float(config["OUTGOING_WEBHOOKS_BASE_DELAY_SECONDS"]),
+                        max_delay=float(config["OUTGOING_WEBHOOKS_MAX_DELAY_SECONDS"]),
+                        retry_for=float(config["OUTGOING_WEBHOOKS_RETRY_FOR_SECONDS"]),
+                        max_attempts=int(config["OUTGOING_WEBHOOKS_MAX_ATTEMPTS"]),
+                        lease_seconds=float(config["OUTGOING_WEBHOOKS_LEASE_SECONDS"]))
+
+
 def build_services(app: Flask, ledger) -> None:
-    """The gateway, the relay and the connection use cases, wired to each other once."""
+    """The gateway, the relays, the connection use cases and the live feed, wired once; then
+    what follows a commit."""
     from ledger.services.connections import Connections
+
+    from .live import Live
     config = app.config
     gateway = build_gateway(app)
     relay = build_relay(app, ledger, gateway)
+    webhook_relay = build_webhook_relay(app, ledger)
+    live = Live(app, ledger.store)
+    app.extensions.update(gateway=gateway, relay=relay, webhook_relay=webhook_relay, live=live,
+                          connections=Connections(
+                              ledger, gateway, grace_seconds=int(config["DISCONNECT_GRACE_SECONDS"]),
+                              poll_interval=float(config["POLL_INTERVAL_SECONDS"]),
+                              relay=relay if config["RELAY_INLINE"] else None))  # None: the worker does it all
+    subscribe(ledger, webhook_relay, live)
+    if config["RELAY_IN_PROCESS"] and config["LEDGER_ENV"] == "development":
+        _relays_in_process_when_serving(app)
 
-    # What follows a commit subscribes to the ledger's event_recorded here, never as a callback
-    # handed into the ledger. (The live-stream feed subscribes when web/blueprints/events.py builds it.)
+
+def subscribe(ledger, webhook_relay, live) -> None:
+    """Every receiver of `event_recorded` (sent once per sealed envelope, after commit): here,
+    never a callback handed into the ledger. Each is best-effort; what must happen is in an outbox.
+    Weak references (blinker's default): each receiver lives as long as the app that holds it."""
     from ledger.metrics import count_recorded
     from ledger.signals import event_recorded
-    event_recorded.connect(count_recorded, sender=ledger)
-
-    if config["RELAY_IN_PROCESS"] and config["LEDGER_ENV"] == "development":
-        _relay_in_process_when_serving(app, relay)
-    app.extensions.update(gateway=gateway, relay=relay, connections=Connections(
-        ledger, gateway, grace_seconds=int(config["DISCONNECT_GRACE_SECONDS"]),
-        poll_interval=float(config["POLL_INTERVAL_SECONDS"]),
-        relay=relay if config["RELAY_INLINE"] else None))  # None: the relay worker does it all
+    event_recorded.connect(count_recorded, sender=ledger)          # /metrics' ledger.events_recorded
+    event_recorded.connect(webhook_relay.on_recorded)              # wake the webhook relay (any process' ledger)
+    if live.feed.wakes_on_signal:                                  # SQLite: the streams' feed looks now
+        event_recorded.connect(live.feed.on_recorded, sender=ledger)
 
 
-def _relay_in_process_when_serving(app: Flask, relay) -> None:
-    """Sandbox mode (`make run`): a relay thread starts with the first request, so purges
-    happen without a separate worker. CLI commands never serve a request, so never start it."""
+def start_relays(app: Flask, stop: threading.Event, *, webhooks: bool = True) -> None:
+    """The relays a worker process runs on threads beside its own loop, until `stop`: today the
+    outgoing webhooks' (`ledger relay` runs the Composio relay itself, in its main thread)."""
+    if webhooks:
+        threading.Thread(target=app.extensions["webhook_relay"].run_forever, args=(stop,),
+                         name="webhook-relay", daemon=True).start()
+
+
+def _relays_in_process_when_serving(app: Flask) -> None:
+    """Sandbox mode (`make run`): both relays start on threads with the first request, so purges
+    and webhook deliveries happen without a separate worker. CLI commands never serve a request,
+    so never start them."""
     def start() -> None:
         stop = threading.Event()
         app.extensions["dev_relay_stop"] = stop
-        threading.Thread(target=relay.run_forever, args=(stop, 1.0), name="dev-relay", daemon=True).start()
-        log.warning("development mode: outbox relay running in-process")
+        threading.Thread(target=app.extensions["relay"].run_forever, args=(stop, 1.0), name="dev-relay",
+                         daemon=True).start()
+        threading.Thread(target=app.extensions["webhook_relay"].run_forever, args=(stop,),
+                         name="dev-webhook-relay", daemon=True).start()
+        log.warning("development mode: outbox relay and webhook relay running in-process")
     on_first_request(app, start)

@@ -8,6 +8,6 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Import the blueprints inside the factory (flaskr's way) and register them."""
-    from . import agents, audit, connections, events, metrics, openapi, ops, pages, webhooks
-    for module in (events, connections, agents, audit, ops, metrics, openapi, webhooks, pages):
+    from . import agents, audit, connections, events, metrics, openapi, ops, pages, webhook_endpoints, webhooks
+    for module in (events, connections, agents, audit, ops, metrics, openapi, webhooks, webhook_endpoints, pages):
         app.register_blueprint(module.bp)

@@ -6,27 +6,27 @@ GET /audit/stream             every event of the chain as its export line (audit
 ?wait=N on GET /api/connections/<id>   see wait_for_change
 
 A stream holds no database connection while idle: it waits on the process's one Feed
-(ledger/feed.py) and reads the table only to catch up on what fell out of the feed's window.
+(ledger/feed.py, built and subscribed by web/bootstrap.py, kept in web/live.py's Live) and reads
+the table only to catch up on what fell out of the feed's window.
 """
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from typing import Callable, Iterator
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
 
 from ledger import envelope as ev
 from ledger.decisions import may_act
 from ledger.feed import EVERYONE, PAGE, Feed, Subscription
 from ledger.results import ConnectionView
-from ledger.stream_states import StatesAt
 
 from .. import auth
 from ..errors import ApiError
+from ..live import live
 from ..query_params import AuditStreamQuery, LastEventId, parse_query
 from ..schemas import ConnectionChange, to_public
 
@@ -35,52 +35,6 @@ log = logging.getLogger("web.events")
 
 RETRY_MS = 2000           # what a browser waits before reconnecting
 PENDING = ("INITIATED", "INITIALIZING")
-
-
-# -- the process's feed, built on first use -------------------------------------------------------
-class Live:
-    """One app's feed, its states-as-of cache and its in-process poll gate."""
-
-    def __init__(self, app: Flask):
-        ledger = app.extensions["ledger"]
-        self.store = ledger.store
-        self.states = StatesAt(self.store)
-        self.feed = Feed(self.store, sender=ledger, audience=self.states.audience,
-                         check_seconds=float(app.config.get("FEED_CHECK_SECONDS", 1.0)))
-        self.heartbeat = float(app.config.get("SSE_HEARTBEAT_SECONDS", 15.0))
-        self.poll_interval = float(app.config["POLL_INTERVAL_SECONDS"])
-        self._due: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def poll_wait(self, cid: str) -> float:
-        """Seconds until this process may ask for news of `cid` again."""
-        with self._lock:
-            due = self._due.setdefault(cid, time.monotonic() + self.poll_interval)
-        return max(0.0, due - time.monotonic())
-
-    def claim_poll(self, cid: str) -> bool:
-        """One waiter per process per interval asks (the ledger's polls row bounds all processes)."""
-        now = time.monotonic()
-        with self._lock:
-            if now < self._due.get(cid, 0.0):
-                return False
-            self._due[cid] = now + self.poll_interval
-            if len(self._due) > 10_000:
-                self._due = {k: v for k, v in self._due.items() if v > now}
-            return True
-
-
-_live_lock = threading.Lock()
-
-
-def live(app: Flask | None = None) -> Live:
-    app = app or current_app._get_current_object()
-    found = app.extensions.get("live")
-    if found is None:
-        with _live_lock:
-            found = app.extensions.get("live") or Live(app)
-            app.extensions["live"] = found
-    return found
 
 
 # -- authentication by query string (EventSource cannot send headers) -----------------------------

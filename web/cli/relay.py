@@ -27,8 +27,8 @@ def relay_cmd(once, interval, sign_every):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    from ..blueprints.webhook_endpoints import start_with_relay
-    start_with_relay(current_app._get_current_object(), stop)
+    from ..bootstrap import start_relays
+    start_relays(current_app._get_current_object(), stop)
     click.echo(f"relay {relay.worker_id} running", err=True)
     relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every))
     click.echo("relay stopped cleanly", err=True)
@@ -58,8 +58,7 @@ def outbox_cmd(ctx):
         return
     from ledger.services.relay import backlog, list_actions
     actions = list(list_actions(current_app.extensions["ledger"]))
-    from ..blueprints.webhook_endpoints import echo_webhook_backlog
-    echo_webhook_backlog(current_app.extensions["ledger"])
+    _echo_webhook_backlog(current_app.extensions["ledger"])
     if not actions:
         click.echo("no pending or dead actions")
         return
@@ -82,3 +81,15 @@ def outbox_retry(action_id):
         click.echo(f"no pending or dead action {action_id}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"re-queued {action_id}")
+
+
+def _echo_webhook_backlog(ledger) -> None:
+    """The webhook deliveries owed, and each dead one (retry: `ledger outbox retry whd_N`)."""
+    from ledger.services.webhook_delivery import backlog, list_deliveries
+    b = backlog(ledger)
+    if not any(b.values()):
+        return
+    click.echo(f"webhooks: {b['pending']} due, {b['scheduled']} scheduled, {b['dead']} dead")
+    for d in list_deliveries(ledger, statuses=("dead",)):
+        click.echo(f"whd_{d['id']}\tdead\twebhook {d['event_type']}\t{d['connection_id']}\tendpoint={d['endpoint_id']}"
+                   f"\tattempts={d['attempts']}\t{d['last_error'] or ''}")
