@@ -13,7 +13,7 @@ from flask import Flask
 
 from . import config as cfg
 from .json_provider import OrjsonProvider
-from .logs import configure_logging
+from .logging_setup import configure_logging
 from .request_context import on_first_request
 
 log = logging.getLogger("web")

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from typing import Annotated, Any, Literal, Optional
 
 from flask import jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, create_model
 from pydantic.alias_generators import to_camel
+
+from ledger import projections
 
 from .errors import ApiError
 from .request_context import body_bytes
@@ -168,22 +171,17 @@ class VerifyResult(Public):
     reason: Optional[str] = Field(default=None, description="present when the chain is broken")
 
 
-class ConnectionState(Public):
-    """One connection as an auditor reads it: the projection's row and its bound agents."""
-    connection_id: str
-    tenant: str
-    user_id: Optional[str]
-    toolkit: str
-    status: str
-    created_at: str
-    updated_at: str
-    status_changed_at: str
-    last_seq: int
-    previous_status: Optional[str]
-    status_reason: Optional[str]
-    purge_at: Optional[str]
-    last_used_at: Optional[str]
-    agents: list[str]
+def _projection_row_model(name: str, doc: str, state_class, **more) -> type[Public]:
+    """A model whose fields are the projection's own columns (every one required, as a row
+    always holds them), plus `more`: the audit answers are that row, so they are declared once."""
+    hints = typing.get_type_hints(state_class)
+    columns = {f.name: (hints[f.name], ...) for f in dataclasses.fields(state_class)}
+    return create_model(name, __base__=Public, __doc__=doc, __module__=__name__, **columns, **more)
+
+
+ConnectionState = _projection_row_model(
+    "ConnectionState", "One connection as an auditor reads it: the projection's row and its bound agents.",
+    projections.ConnectionState, agents=(list[str], ...))
 
 
 class StatePublic(Public):

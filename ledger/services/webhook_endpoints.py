@@ -21,23 +21,23 @@ MAX_DESCRIPTION = 500
 
 @dataclass(frozen=True)
 class Endpoint:
-    """An endpoint as listed: never its secret; `deliveries` counts its deliveries by status."""
+    """A tenant's outgoing webhook endpoint; `event_types` empty: every type."""
     id: str
     url: str
     description: str
     event_types: tuple[str, ...]
     created_at: str
+
+
+@dataclass(frozen=True)
+class ListedEndpoint(Endpoint):
+    """An endpoint as listed: never its secret; `deliveries` counts its deliveries by status."""
     deliveries: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class RegisteredEndpoint:
+class RegisteredEndpoint(Endpoint):
     """A registration's result: the only place the signing secret ever appears."""
-    id: str
-    url: str
-    description: str
-    event_types: tuple[str, ...]
-    created_at: str
     secret: str
 
 
@@ -91,14 +91,15 @@ def register(ledger, caller, *, url: str, description: str = "", event_types=Non
     return RegisteredEndpoint(endpoint_id, url, description or "", tuple(types), created, secret)
 
 
-def _endpoint(row: dict) -> Endpoint:
+def _listed(row: dict) -> ListedEndpoint:
     types = tuple(t for t in (row["event_types"] or "").split(",") if t)
-    return Endpoint(row["id"], row["url"], row["description"], types, row["created_at"], row.get("counts", {}))
+    return ListedEndpoint(row["id"], row["url"], row["description"], types, row["created_at"],
+                          deliveries=row.get("counts", {}))
 
 
-def list_for(ledger, caller) -> list[Endpoint]:
+def list_for(ledger, caller) -> list[ListedEndpoint]:
     with ledger.store.read() as conn:
-        return [_endpoint(r) for r in webhook_store.list_endpoints(conn, caller.tenant)]
+        return [_listed(r) for r in webhook_store.list_endpoints(conn, caller.tenant)]
 
 
 def remove(ledger, caller, endpoint_id: str, trace_id: str | None = None) -> None:
