@@ -175,7 +175,7 @@ def test_no_ledger_function_takes_a_callback_from_outside():
     assert offending == [], "no web callback in the ledger: subscribe to event_recorded instead"
 
 
-# camelCase is the HTTP answers' spelling, and only the web spells it (web/schemas.py's models
+# camelCase is the HTTP answers' spelling, and only the web spells it (web/schemas/'s models
 # turn a use case's snake_case domain value into its answer). The ledger may write a camelCase
 # string only where it speaks someone else's wire format, named here with why.
 _CAMEL = re.compile(r"^[a-z][a-z0-9]*(?:[A-Z][a-z0-9]+)+$")
@@ -188,7 +188,7 @@ def test_the_ledger_builds_no_camel_case_answer_keys():
     import ast
     found = {(name, node.value) for name, tree in _modules("ledger") for node in ast.walk(tree)
              if isinstance(node, ast.Constant) and isinstance(node.value, str) and _CAMEL.match(node.value)}
-    assert found - CAMEL_IN_LEDGER_ALLOWED == set(), "use cases return domain values; web/schemas.py shapes answers"
+    assert found - CAMEL_IN_LEDGER_ALLOWED == set(), "use cases return domain values; web/schemas/ shapes answers"
     assert CAMEL_IN_LEDGER_ALLOWED <= found, "an allowance no longer needed: remove it"
 
 

@@ -1,6 +1,6 @@
 """The HTTP routes, one blueprint per resource. A new endpoint goes in the blueprint of its
 resource (or a new module here, registered below), with its request and response models in
-web/schemas.py and its operation in blueprints/openapi.py."""
+web/schemas/ and its operation in blueprints/openapi.py."""
 from __future__ import annotations
 
 from flask import Flask

@@ -1,56 +1,16 @@
-"""Request and response models (not tables). They validate requests and generate /openapi.json."""
+"""Response models: every 2xx body is validated through one of these (`answer`), and the same
+models make /openapi.json. A use case's domain value goes in; the wire names come out."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
-from typing import Annotated, Any, Literal, Optional
+from typing import Any, Literal, Optional
 
-from flask import jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, create_model
+from flask import jsonify
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
 from ledger import projections
-
-from .errors import ApiError
-from .request_context import body_bytes
-
-_ID = r"^[A-Za-z0-9_\-]+$"
-_AGENT_ID = r"^[A-Za-z0-9_\-.:]+$"
-_VISIBLE_ASCII = r"^[\x21-\x7E]+$"
-_BIGINT = 2**63 - 1  # the seq column; a larger number would reach the database and fail there
-
-ConnectionId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_ID)]
-Toolkit = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_ID)]
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_AGENT_ID)]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_VISIBLE_ASCII)]
-EventType = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-# The ledger stores it prefixed with the caller ("http:user:<id>:") in a 200-character column.
-IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_VISIBLE_ASCII),
-                           Field(description="1 to 128 visible ASCII characters (else 422); a repeat returns the first answer")]
-
-
-class Strict(BaseModel):
-    # strict: "true" is not a boolean; extra=forbid: a misspelt field is an error, not ignored.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class StartConnectionRequest(Strict):
-    toolkit: Toolkit
-    callbackUrl: Optional[Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[\x21-\x7E]+$")]] = None
-    credentials: Optional[dict[str, str]] = Field(default=None, description="API-key toolkits only; sent to Composio, never stored")
-
-
-class DisconnectRequest(Strict):
-    connectionId: ConnectionId
-    force: bool = False
-    immediate: bool = False
-    dryRun: bool = False
-
-
-class PreflightRequest(Strict):
-    toolkits: Annotated[list[Toolkit], Field(min_length=1, max_length=50)]
-
 
 # --- responses: every 2xx body is validated through one of these (`answer`), the same models
 # that make /openapi.json, so the document cannot drift from what the service says. extra=forbid:
@@ -363,94 +323,3 @@ def answer(model: type[Public], value, status: int = 200, **extra):
     domain value's attributes), so the bytes are what the value says; a value the model refuses
     is a 500, caught by the tests."""
     return jsonify(to_public(model, value, **extra)), status
-
-
-# --- parsing -----------------------------------------------------------------------------
-
-def _details(exc: ValidationError, *where) -> list[dict]:
-    return [{"loc": [*where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
-
-
-def parse_body(model: type[BaseModel], allow_empty: bool = False):
-    """The JSON body validated against `model`: 400 INVALID_JSON or 422 VALIDATION_ERROR."""
-    raw = body_bytes()
-    if not raw.strip():
-        if allow_empty:
-            return model()
-        raise ApiError(422, "VALIDATION_ERROR", "A JSON object body is required.",
-                       [{"loc": ["body"], "msg": "Field required", "type": "missing"}])
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_JSON", "The request body is not valid JSON.") from None
-    except RecursionError:  # "[[[[…" thousands deep: the decoder gives up, and so do we
-        raise ApiError(400, "INVALID_JSON", "The request body is nested too deeply.") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, "VALIDATION_ERROR", "The request body must be a JSON object.",
-                       [{"loc": ["body"], "msg": "Input should be an object", "type": "model_type"}])
-    bad = _unencodable(data, ["body"])
-    if bad is not None:
-        raise ApiError(422, "VALIDATION_ERROR", "The request body is not valid.",
-                       [{"loc": bad, "msg": "Input should be valid Unicode (a lone surrogate is not)",
-                         "type": "string_unicode"}])
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(422, "VALIDATION_ERROR", "The request body is not valid.", _details(exc, "body")) from None
-
-
-def _unencodable(value, loc: list) -> list | None:
-    """Where a string holds a lone surrogate ("\\ud800" is valid JSON, but no UTF-8 can carry
-    it: Composio, the database and the chain's hash would each fail on it later), or None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return loc
-        return None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        if isinstance(key, str) and _unencodable(key, loc) is not None:
-            return [*loc, key]
-        found = _unencodable(item, [*loc, key])
-        if found is not None:
-            return found
-    return None
-
-
-_IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
-
-
-def idempotency_key() -> str | None:
-    """The Idempotency-Key header, or None; anything but 1..128 visible ASCII characters is a 422.
-
-    Read it before anything else happens: a key the ledger cannot store must not fail after
-    Composio was already called."""
-    raw = request.headers.get("Idempotency-Key")
-    if raw is None:
-        return None
-    try:
-        return _IDEMPOTENCY_KEY.validate_python(raw)
-    except ValidationError as exc:
-        raise ApiError(422, "VALIDATION_ERROR", "The Idempotency-Key header is not valid.",
-                       _details(exc, "header", "Idempotency-Key")) from None
-
-
-_CONNECTION_ID, _AGENT = TypeAdapter(ConnectionId), TypeAdapter(AgentId)
-
-
-def _fits(adapter: TypeAdapter, value: str) -> bool:
-    try:
-        adapter.validate_python(value)
-    except ValidationError:
-        return False
-    return True
-
-
-def valid_id(value: str) -> bool:
-    """Could this be a connection id? (A path id that cannot is answered like a missing one.)"""
-    return _fits(_CONNECTION_ID, value)
-
-
-def valid_agent_id(value: str) -> bool:
-    return _fits(_AGENT, value)
