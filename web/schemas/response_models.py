@@ -275,7 +275,7 @@ class ConnectionChange(CamelPublic):
     type: str
     occurred_at: str
     recorded_at: str
-    connection: ConnectionPublic
+    connection: ConnectionPublic = Field(json_schema_extra=lambda schema: schema.pop("title", None))  # as before: no title beside the $ref
     warnings: list[str]
 
 
