@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections import Counter
 import time
 import uuid
 from pathlib import Path
@@ -37,6 +38,7 @@ class Crossings:
 
     def __init__(self):
         self.count, self.path, self.calls = 0, [], 0
+        self.between: Counter = Counter()   # (caller room, callee room) -> calls
 
     def __call__(self, frame, event, _arg):
         if event != "call":
@@ -51,6 +53,7 @@ class Crossings:
         self.calls += 1
         if caller is not None and caller != callee:
             self.count += 1
+            self.between[caller, callee] += 1
         if not self.path or self.path[-1] != callee:
             self.path.append(callee)
 
@@ -99,7 +102,8 @@ def main() -> None:
     writes = [b for b in begins if "IMMEDIATE" in b.upper()]
     print(f"disconnect answered {resp.status_code} {resp.json.get('status') if resp.is_json else ''}")
     print(f"calls inside web/ledger: {crossings.calls}")
-    print(f"calls crossing rooms:    {crossings.count}")
+    print(f"calls crossing rooms:    {crossings.count} ("
+          + ", ".join(f"{a}->{b} {n}" for (a, b), n in sorted(crossings.between.items())) + ")")
     print(f"room path:               {' > '.join(crossings.path)}")
     print(f"write transactions:      {len(writes)} (BEGIN statements seen: {len(begins)})")
 

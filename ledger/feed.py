@@ -8,7 +8,8 @@ process holds no database connection for the feed.
 
 Wake sources. PostgreSQL: one LISTEN connection on `ledger_sequenced` (CHANNEL): the writer,
 or the sequencer once there is one, sends `NOTIFY ledger_sequenced, '<last seq>'` when events
-become visible in the chain. SQLite: the in-process `event_recorded` signal, plus one check
+become visible in the chain. SQLite: the in-process `event_recorded` signal (the composition
+root connects `on_recorded` when `wakes_on_signal`), plus one check
 every `check_seconds` for writers in other processes on the same file (per process, never per
 waiter). Either way the thread then reads `read_after(head)`: events enter the window in seq
 order without gaps, whatever order the wake-ups came in.
@@ -26,7 +27,6 @@ from typing import Iterator
 
 from .envelope import Envelope
 from .errors import StorageError
-from .signals import event_recorded
 
 log = logging.getLogger("ledger.feed")
 
@@ -73,7 +73,7 @@ class Feed:
     `audience(env)` names who an event is for (keys such as "user:alice", "stream:connection:ca_1");
     the feed's thread computes it once per event and wakes only the subscriptions it concerns."""
 
-    def __init__(self, store, *, sender=None, audience=None, check_seconds: float = 1.0,
+    def __init__(self, store, *, audience=None, check_seconds: float = 1.0,
                  idle_stop: float = IDLE_STOP_SECONDS, window: int = WINDOW):
         self.store = store
         self.audience = audience or (lambda env: frozenset(("stream:" + env.stream,)))
@@ -88,10 +88,11 @@ class Feed:
         self._pid = os.getpid()
         self._kick = threading.Event()
         self._closed = False
-        if sender is not None and not self._postgres:
-            # weak=False: the feed lives as long as its app; a weak bound method could vanish.
-            event_recorded.connect(self._on_recorded, sender=sender, weak=False)
-            self._sender = sender
+
+    @property
+    def wakes_on_signal(self) -> bool:
+        """Whether `on_recorded` must hear this process's `event_recorded` (SQLite: no LISTEN)."""
+        return not self._postgres
 
     # -- waiting --------------------------------------------------------------------------
     @contextmanager
@@ -147,12 +148,12 @@ class Feed:
         for sub in subs:
             sub.woken.set()
         self._kick.set()
-        if getattr(self, "_sender", None) is not None:
-            event_recorded.disconnect(self._on_recorded, sender=self._sender)
+
+    def on_recorded(self, _sender, **_kw) -> None:
+        """A receiver of `event_recorded`: something was recorded in this process; look now."""
+        self._kick.set()
 
     # -- the one thread -------------------------------------------------------------------
-    def _on_recorded(self, _sender, **_kw) -> None:
-        self._kick.set()
 
     def _ensure_running(self) -> None:
         if self._pid != os.getpid():  # forked (gunicorn --preload): the parent's thread is not ours

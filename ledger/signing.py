@@ -45,30 +45,28 @@ def _raw_bytes(value: str) -> bytes | None:
 
 def load_private_key(value: str) -> Ed25519PrivateKey:
     """A PEM (PKCS8) private key, a path to one, or base64/hex of the 32-byte seed."""
-    text = _text_or_file(value)
-    if text.startswith("-----"):
-        key = serialization.load_pem_private_key(text.encode(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("LEDGER_SIGNING_KEY must be an Ed25519 key")
-        return key
-    raw = _raw_bytes(text)
-    if raw is None:
-        raise ValueError("LEDGER_SIGNING_KEY is neither a PEM Ed25519 key nor a 32-byte seed")
-    return Ed25519PrivateKey.from_private_bytes(raw)
+    return _load(value, lambda pem: serialization.load_pem_private_key(pem, password=None), Ed25519PrivateKey,
+                 Ed25519PrivateKey.from_private_bytes, "LEDGER_SIGNING_KEY must be an Ed25519 key",
+                 "LEDGER_SIGNING_KEY is neither a PEM Ed25519 key nor a 32-byte seed")
 
 
 def load_public_key(value: str) -> Ed25519PublicKey:
     """A PEM public key, a path to one, or base64/hex of the 32 raw bytes."""
+    return _load(value, serialization.load_pem_public_key, Ed25519PublicKey, Ed25519PublicKey.from_public_bytes,
+                 "not an Ed25519 public key", "not a PEM Ed25519 public key nor 32 raw bytes")
+
+
+def _load(value: str, from_pem, kind: type, from_raw, not_ed25519: str, unreadable: str):
     text = _text_or_file(value)
     if text.startswith("-----"):
-        key = serialization.load_pem_public_key(text.encode())
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("not an Ed25519 public key")
+        key = from_pem(text.encode())
+        if not isinstance(key, kind):
+            raise ValueError(not_ed25519)
         return key
     raw = _raw_bytes(text)
     if raw is None:
-        raise ValueError("not a PEM Ed25519 public key nor 32 raw bytes")
-    return Ed25519PublicKey.from_public_bytes(raw)
+        raise ValueError(unreadable)
+    return from_raw(raw)
 
 
 def generate_private_key_pem() -> str:

@@ -173,3 +173,34 @@ def test_no_ledger_function_takes_a_callback_from_outside():
                 args = node.args.args + node.args.kwonlyargs + node.args.posonlyargs
                 offending += [f"{name}:{node.name}({a.arg})" for a in args if _CALLBACK.match(a.arg)]
     assert offending == [], "no web callback in the ledger: subscribe to event_recorded instead"
+
+
+# camelCase is the HTTP answers' spelling, and only the web spells it (web/schemas/'s models
+# turn a use case's snake_case domain value into its answer). The ledger may write a camelCase
+# string only where it speaks someone else's wire format, named here with why.
+_CAMEL = re.compile(r"^[a-z][a-z0-9]*(?:[A-Z][a-z0-9]+)+$")
+CAMEL_IN_LEDGER_ALLOWED = {
+    ("ledger/gateway.py", "authScheme"),  # Composio's own field in an API-key connection's state
+}
+
+
+def test_the_ledger_builds_no_camel_case_answer_keys():
+    import ast
+    found = {(name, node.value) for name, tree in _modules("ledger") for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _CAMEL.match(node.value)}
+    assert found - CAMEL_IN_LEDGER_ALLOWED == set(), "use cases return domain values; web/schemas/ shapes answers"
+    assert CAMEL_IN_LEDGER_ALLOWED <= found, "an allowance no longer needed: remove it"
+
+
+def test_the_camel_case_check_sees_an_answer_key():
+    import ast
+    tree = ast.parse('answer = {"connectionId": cid, "purge_at": at}')
+    assert [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and _CAMEL.match(str(n.value))] == ["connectionId"]
+
+
+def test_only_the_composition_root_subscribes_to_what_the_ledger_records():
+    import ast
+    subscribers = sorted({name for name, tree in _modules("ledger", "web") for node in ast.walk(tree)
+                          if isinstance(node, ast.Attribute) and node.attr == "connect"
+                          and isinstance(node.value, ast.Name) and node.value.id == "event_recorded"})
+    assert subscribers == ["web/bootstrap.py"]

@@ -27,8 +27,6 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .blueprints import register_blueprints
     register_blueprints(app)
-    from .blueprints import webhook_endpoints
-    webhook_endpoints.wire(app)   # outgoing lifecycle webhooks: endpoints, their relay, the delivery hook
     for name in ("ops.healthz", "ops.readyz", "metrics.metrics", "openapi.openapi"):  # webhooks exempt themselves
         limiter.exempt(app.view_functions[name])
 

@@ -10,7 +10,7 @@ from werkzeug.exceptions import TooManyRequests
 
 from ledger.clock import UTC
 from .errors import envelope
-from .incidents import Incident
+from .incident_log import Incident
 
 log = logging.getLogger("web.ratelimit")
 

@@ -9,6 +9,7 @@ from ..clock import plus_seconds
 from ..commands import BindAgent, Caller, RequestDisconnect, UnbindAgent
 from ..envelope import NewEvent
 from ..projections import DISCONNECTED, DISCONNECTING, ConnectionState, upstream_confirmed
+from ..results import Disconnected, WouldDisconnect
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Action:
 class Decision:
     events: tuple = ()
     actions: tuple = ()
-    answer: dict | None = None
+    answer: Disconnected | WouldDisconnect | None = None  # None: the connection as it now stands
 
 
 def may_act(state: ConnectionState | None, caller: Caller) -> bool:
@@ -34,13 +35,13 @@ def may_act(state: ConnectionState | None, caller: Caller) -> bool:
     return caller.kind == "user" and state.user_id == caller.id
 
 
-def disconnect_answer(state: ConnectionState, warnings=()) -> dict:
+def disconnect_answer(state: ConnectionState, warnings=()) -> Disconnected:
     warnings = list(warnings)
     if not upstream_confirmed(state):
         warnings.append("Composio has not confirmed the disconnect: agents may still have access ("
                         + state.status_reason.partition(": ")[2] + ")")
-    return {"connectionId": state.connection_id, "status": state.status, "upstreamConfirmed": upstream_confirmed(state),
-            "purgeAt": state.purge_at, "warnings": warnings}
+    return Disconnected(state.connection_id, state.status, state.purge_at, tuple(warnings),
+                        upstream_confirmed(state))
 
 
 def decide_disconnect(state: ConnectionState, bound: tuple, cmd: RequestDisconnect, now: str,
@@ -55,10 +56,9 @@ def decide_disconnect(state: ConnectionState, bound: tuple, cmd: RequestDisconne
         raise errors.AgentsBound("Agents still use this connection; pass force to disconnect anyway.",
                                  agents=agents)
     purge_at = now if cmd.immediate else plus_seconds(now, grace_seconds)
-    warnings = [f"agent {a} was unbound" for a in agents]
+    warnings = tuple(f"agent {a} was unbound" for a in agents)
     # Even with `immediate` the answer is DISCONNECTING: the purge is the relay's to finish.
-    answer = {"connectionId": state.connection_id, "status": DISCONNECTING,
-              "purgeAt": purge_at, "warnings": warnings}
+    answer = Disconnected(state.connection_id, DISCONNECTING, purge_at, warnings)
     events = [NewEvent(ev.AGENT_UNBOUND, {"agent_id": a, "connection_id": state.connection_id,
                                           "reason": "connection disconnected"}) for a in agents]
     events.append(NewEvent(ev.DISCONNECT_REQUESTED, {
@@ -71,24 +71,24 @@ def decide_disconnect(state: ConnectionState, bound: tuple, cmd: RequestDisconne
 
 
 def preview_disconnect(state: ConnectionState, agents: list, cmd: RequestDisconnect, now: str,
-                       grace_seconds: int, can_revoke: bool | None) -> dict:
+                       grace_seconds: int, can_revoke: bool | None) -> WouldDisconnect:
     """What a disconnect would do, in the conditional: a dry run changes nothing, so its answer
     keeps the current status and never says anything was done."""
-    base = {"connectionId": state.connection_id, "status": state.status, "currentStatus": state.status,
-            "dryRun": True, "agents": agents, "canRevoke": can_revoke,
-            "requiresForce": bool(agents) and not cmd.force and state.status not in (DISCONNECTING, DISCONNECTED)}
-    if state.status in (DISCONNECTING, DISCONNECTED):
-        return {**base, "wouldSucceed": True, "wouldStatus": state.status, "wouldError": None,
-                "purgeAt": state.purge_at,
-                "warnings": [f"the connection is already {state.status}: a disconnect would change nothing"]}
-    if base["requiresForce"]:
-        return {**base, "wouldSucceed": False, "wouldStatus": None, "wouldError": errors.AgentsBound.code,
-                "purgeAt": None,
-                "warnings": [f"a disconnect without force would be refused (409 {errors.AgentsBound.code}): "
-                             f"agents {', '.join(agents)} still use this connection; with force they would be unbound"]}
+    done = state.status in (DISCONNECTING, DISCONNECTED)
+    requires_force = bool(agents) and not cmd.force and not done
+
+    def preview(would_succeed, would_status, would_error, purge_at, warnings) -> WouldDisconnect:
+        return WouldDisconnect(state.connection_id, state.status, state.status, tuple(agents), can_revoke,
+                                 requires_force, would_succeed, would_status, would_error, purge_at, tuple(warnings))
+    if done:
+        return preview(True, state.status, None, state.purge_at,
+                       [f"the connection is already {state.status}: a disconnect would change nothing"])
+    if requires_force:
+        return preview(False, None, errors.AgentsBound.code, None,
+                       [f"a disconnect without force would be refused (409 {errors.AgentsBound.code}): "
+                        f"agents {', '.join(agents)} still use this connection; with force they would be unbound"])
     purge_at = now if cmd.immediate else plus_seconds(now, grace_seconds)
-    return {**base, "wouldSucceed": True, "wouldStatus": DISCONNECTING, "wouldError": None, "purgeAt": purge_at,
-            "warnings": [f"agent {a} would be unbound" for a in agents]}
+    return preview(True, DISCONNECTING, None, purge_at, [f"agent {a} would be unbound" for a in agents])
 
 
 def decide_restore(state: ConnectionState, now: str, disable_unsent: bool) -> Decision:

@@ -17,7 +17,8 @@ from .. import errors
 from ..commands import Caller
 from ..credential_facts import credential_data, split_scopes
 from ..envelope import NewEvent, connection_stream
-from ..projections import ConnectionState, upstream_confirmed
+from ..projections import ConnectionState
+from ..results import ConnectionView, Preflight
 from ..service import make_meta
 
 log = logging.getLogger("ledger.connections")
@@ -75,15 +76,6 @@ class ConnectionReads:
     ledger = gateway = lookups = None
     poll_interval: float = 3.0
 
-    @staticmethod
-    def _public(state: ConnectionState, bound: tuple = ()) -> dict:
-        return {"connectionId": state.connection_id, "toolkit": state.toolkit, "status": state.status,
-                "userId": state.user_id, "createdAt": state.created_at, "updatedAt": state.updated_at,
-                "purgeAt": state.purge_at, "lastUsedAt": state.last_used_at,
-                "statusReason": state.status_reason, "upstreamConfirmed": upstream_confirmed(state),
-                "agents": [b.agent_id for b in bound], "scopes": split_scopes(state.scopes),
-                "expiresAt": state.expires_at, "useCount": state.use_count}
-
     def _read_one(self, cid: str) -> tuple[ConnectionState | None, tuple]:
         return self.ledger.store.read_connection(cid)
 
@@ -136,12 +128,12 @@ class ConnectionReads:
             state = txn.connection(cid)
         return state
 
-    def get(self, caller: Caller, cid: str, trace_id=None) -> dict:
+    def get(self, caller: Caller, cid: str, trace_id=None) -> ConnectionView:
         """One connection; while it waits for OAuth, Composio is asked (rate-bound) for news."""
         state, bound = self.visible(caller, cid, "read", trace_id)
         if state.status in ("INITIATED", "INITIALIZING") and self._poll_due(cid):
             state = self._poll(caller, state, trace_id)
-        return self._public(state, bound)
+        return ConnectionView.of(state, bound)
 
     def _poll_due(self, cid: str) -> bool:
         with self.ledger.transaction() as txn:
@@ -167,29 +159,29 @@ class ConnectionReads:
             state = txn.connection(state.connection_id)
         return state
 
-    def _mine(self, caller: Caller, **filters) -> list[dict]:
+    def _mine(self, caller: Caller, **filters) -> list[ConnectionView]:
         """The caller's connections (an admin key: its tenant's) with their agents."""
         who = {"tenant": caller.tenant} if caller.admin else {"user_id": caller.id}
-        return [self._public(state, bound)
+        return [ConnectionView.of(state, bound)
                 for state, bound in self.ledger.store.connections_with_agents(**who, **filters)]
 
-    def list(self, caller: Caller, status: str | None = None, toolkit: str | None = None) -> list[dict]:
+    def list(self, caller: Caller, status: str | None = None, toolkit: str | None = None) -> list[ConnectionView]:
         """The caller's connections from the projection, with their agents (two queries)."""
         return self._mine(caller, status=status.upper() if status else None,
                           toolkit=toolkit.lower() if toolkit else None)
 
-    def preflight(self, caller: Caller, toolkits: list[str]) -> dict:
+    def preflight(self, caller: Caller, toolkits: list[str]) -> Preflight:
         """`pending` is every required toolkit not ACTIVE (a frontend offers Connect for each);
         `initiated` (OAuth under way) and `missing` (nothing usable) split it finer."""
         mine = self.list(caller)
         wanted = [t.lower() for t in toolkits]
-        active = {c["toolkit"] for c in mine if c["status"] == "ACTIVE"}
-        started = {c["toolkit"] for c in mine if c["status"] in ("INITIATED", "INITIALIZING")} - active
-        return {"connected": [t for t in wanted if t in active],
-                "pending": [t for t in wanted if t not in active],
-                "initiated": [t for t in wanted if t in started],
-                "missing": [t for t in wanted if t not in active and t not in started],
-                "allReady": all(t in active for t in wanted)}
+        active = {c.toolkit for c in mine if c.status == "ACTIVE"}
+        started = {c.toolkit for c in mine if c.status in ("INITIATED", "INITIALIZING")} - active
+        return Preflight(connected=tuple(t for t in wanted if t in active),
+                         pending=tuple(t for t in wanted if t not in active),
+                         initiated=tuple(t for t in wanted if t in started),
+                         missing=tuple(t for t in wanted if t not in active and t not in started),
+                         all_ready=all(t in active for t in wanted))
 
     def history(self, caller: Caller, cid: str, trace_id=None) -> list[dict]:
         """The connection's own events, for its owner."""
@@ -200,6 +192,6 @@ class ConnectionReads:
             raise self.deny(caller, cid, "history", trace_id)
         return [e.as_dict() for e in self.ledger.read_stream(connection_stream(cid))]
 
-    def agent_connections(self, caller: Caller, agent_id: str) -> list[dict]:
+    def agent_connections(self, caller: Caller, agent_id: str) -> list[ConnectionView]:
         """The caller's connections bound to one agent, each with all its agents (two queries)."""
         return self._mine(caller, agent_id=agent_id)

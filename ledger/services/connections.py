@@ -8,16 +8,18 @@ command makes due are claimed in its own transaction and carried out right after
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import logging
 
 from .. import decisions
 from .. import errors
+from .. import results
 from ..commands import BindAgent, Caller, RequestDisconnect, RestoreConnection, StartConnection, UnbindAgent
 from .. import envelope as ev
 from ..envelope import NewEvent, connection_stream
 from ..projections import DISCONNECTING
+from ..results import ConnectionView, Disconnected, Started
 from ..service import make_meta
 from ..storage.unit_of_work import Prefetch, fitted_key
 from .connection_reads import ConnectionReads, UnknownIdLookups
@@ -49,7 +51,7 @@ class Connections(ConnectionReads):
 
     # -- the write path ----------------------------------------------------------------------
     def _write(self, caller: Caller, cid: str | None, decide, *, trace_id=None, idempotency_key=None,
-               fingerprint: str = "", action: str = "") -> dict:
+               fingerprint: str = "", action: str = ""):
         """load -> authorize -> decide -> append + outbox + idempotency -> commit -> signal."""
         denied, handed = False, []
         idem = _scoped_key(caller, idempotency_key)
@@ -73,7 +75,7 @@ class Connections(ConnectionReads):
                 if decision.actions and self.relay is not None:
                     handed = self.relay.claim_in_request(txn, cid)
                 if idem:
-                    txn.remember(idem, fingerprint, [], json.dumps(answer))
+                    txn.remember(idem, fingerprint, [], results.dumps(answer))
         if denied:
             raise errors.NotFound("No such connection.")
         if txn.recorded and cid and self.relay is not None:
@@ -89,15 +91,16 @@ class Connections(ConnectionReads):
         except Exception:
             log.exception("inline relay for %s failed", cid)
 
-    def _apply(self, txn, caller, cid, decision, meta: dict) -> dict:
+    def _apply(self, txn, caller, cid, decision, meta: dict):
         if decision.events:
             envs = txn.append(connection_stream(cid), list(decision.events), meta=meta)
             for act in decision.actions:
                 txn.enqueue(cid, act.kind, act.not_before, envs[-1].seq)
-        return decision.answer if decision.answer is not None else self._public(txn.connection(cid), txn.bindings_of(cid))
+        return decision.answer if decision.answer is not None else ConnectionView.of(txn.connection(cid),
+                                                                                     txn.bindings_of(cid))
 
     # -- commands ----------------------------------------------------------------------------
-    def disconnect(self, caller: Caller, cmd: RequestDisconnect, **kw) -> dict:
+    def disconnect(self, caller: Caller, cmd: RequestDisconnect, **kw):
         """Disconnect (or, dry_run, say what a disconnect would do)."""
         self.observe_unseen(caller, cmd.connection_id, "disconnect", kw.get("trace_id"))
 
@@ -109,17 +112,17 @@ class Connections(ConnectionReads):
             kw.pop("idempotency_key", None)
         answer = self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
                              action="disconnect", **kw)
-        if not cmd.dry_run and answer.get("status") == DISCONNECTING:
+        if isinstance(answer, Disconnected) and answer.status == DISCONNECTING:
             # The inline relay ran right after the commit (the disable, or an immediate purge):
             # answer where it got to, and whether Composio has confirmed it.
             state, _ = self._read_one(cmd.connection_id)
             if state is not None:
                 now = decisions.disconnect_answer(state)
-                answer = {**answer, "status": state.status, "upstreamConfirmed": now["upstreamConfirmed"],
-                          "warnings": list(answer.get("warnings", [])) + now["warnings"]}
+                answer = dataclasses.replace(answer, status=state.status, upstream_confirmed=now.upstream_confirmed,
+                                             warnings=answer.warnings + now.warnings)
         return answer
 
-    def restore(self, caller: Caller, cmd: RestoreConnection, **kw) -> dict:
+    def restore(self, caller: Caller, cmd: RestoreConnection, **kw) -> ConnectionView:
         def decide(txn, state):
             # Locked (PostgreSQL): a relay claiming the purge right now either committed its claim
             # before this read (seen below: refused) or skips these rows (SKIP LOCKED) until the
@@ -139,19 +142,19 @@ class Connections(ConnectionReads):
         return self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
                            action="restore", **kw)
 
-    def bind(self, caller: Caller, cmd: BindAgent, **kw) -> dict:
+    def bind(self, caller: Caller, cmd: BindAgent, **kw) -> ConnectionView:
         """Bind an agent to a connection (a repeat changes nothing)."""
         self.observe_unseen(caller, cmd.connection_id, "bind", kw.get("trace_id"))
         return self._write(caller, cmd.connection_id,
                            lambda txn, s: decisions.decide_bind(s, txn.bindings_of(s.connection_id), cmd),
                            fingerprint=_fingerprint(cmd), action="bind", **kw)
 
-    def unbind(self, caller: Caller, cmd: UnbindAgent, **kw) -> dict:
+    def unbind(self, caller: Caller, cmd: UnbindAgent, **kw) -> ConnectionView:
         return self._write(caller, cmd.connection_id,
                            lambda txn, s: decisions.decide_unbind(s, txn.bindings_of(s.connection_id), cmd),
                            fingerprint=_fingerprint(cmd), action="unbind", **kw)
 
-    def start(self, caller: Caller, cmd: StartConnection, *, trace_id=None, idempotency_key=None) -> dict:
+    def start(self, caller: Caller, cmd: StartConnection, *, trace_id=None, idempotency_key=None) -> Started:
         """Create the account at Composio, then record it; a Composio failure records nothing.
 
         With an Idempotency-Key the key is reserved before Composio is called, so a retry (or a
@@ -178,10 +181,10 @@ class Connections(ConnectionReads):
             raise
         data = {"connection_id": link.id, "user_id": caller.id, "tenant": caller.tenant,
                 "toolkit": cmd.toolkit.lower(), "status": link.status}
-        answer = {"connectionId": link.id, "status": link.status, "redirectUrl": link.redirect_url}
+        answer = Started(link.id, link.status, link.redirect_url)
         with self.ledger.transaction() as txn:
             envs = txn.append(connection_stream(link.id), [NewEvent(ev.INITIATED, data)],
                               meta=make_meta(caller.actor, caller.tenant, trace_id, idempotency_key=idempotency_key))
             if idem:
-                txn.complete_key(idem, envs, json.dumps(answer))
+                txn.complete_key(idem, envs, results.dumps(answer))
         return answer

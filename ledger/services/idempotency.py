@@ -2,9 +2,8 @@
 a webhook-id): inside its write transaction, before it decides anything."""
 from __future__ import annotations
 
-import json
-
 from .. import errors
+from .. import results
 from ..clock import plus_seconds
 
 # A reservation older than this belongs to a request that died (Composio's timeout is far shorter).
@@ -22,13 +21,13 @@ def earlier_use(txn, key: str | None, scope: str | None = None) -> dict | None:
     return prior
 
 
-def earlier_answer(txn, key: str | None, scope: str) -> dict | None:
-    """The answer the first use of `key` gave (to be given again), or None on its first use."""
+def earlier_answer(txn, key: str | None, scope: str):
+    """The result the first use of `key` gave (to be given again), or None on its first use."""
     prior = earlier_use(txn, key, scope)
-    return json.loads(prior["response"]) if prior is not None and prior["response"] is not None else None
+    return results.loads(prior["response"]) if prior is not None and prior["response"] is not None else None
 
 
-def reserve(txn, key: str, scope: str) -> dict | None:
+def reserve(txn, key: str, scope: str):
     """Reserve `key` before work that cannot be undone (a call to Composio): None if it is now
     ours, the first answer if it was used before, IdempotencyKeyInUse while that is in flight."""
     prior = earlier_use(txn, key, scope)
@@ -36,7 +35,7 @@ def reserve(txn, key: str, scope: str) -> dict | None:
         txn.remember(key, scope, [], None)
         return None
     if prior["response"] is not None:
-        return json.loads(prior["response"])
+        return results.loads(prior["response"])
     if not txn.take_over_key(key, older_than=plus_seconds(txn.now, -ABANDONED_AFTER_SECONDS)):
         raise errors.IdempotencyKeyInUse()
     return None  # a reservation abandoned by a crashed request: ours now

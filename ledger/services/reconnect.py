@@ -7,29 +7,21 @@ Bindings are not touched: the agents keep their connection.
 """
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
 
 from .. import decisions
 from .. import errors
+from .. import results
 from ..commands import Caller, ReconnectConnection
 from ..decisions.reconnect import check_reconnect, reconnect_requested
 from ..envelope import connection_stream
+from ..results import ReconnectLink
 from ..service import make_meta
 from ..storage.unit_of_work import Prefetch
 from .connections import _fingerprint, _scoped_key
 from .idempotency import reserve
 
 log = logging.getLogger("ledger.connections")
-
-
-@dataclass(frozen=True)
-class ReconnectLink:
-    """What a reconnect answers: the same connection, its status and where to re-authorise."""
-    connection_id: str
-    status: str
-    redirect_url: str | None
 
 
 class Reconnects:
@@ -46,7 +38,7 @@ class Reconnects:
         idem, fingerprint = _scoped_key(caller, idempotency_key), _fingerprint(cmd)
         prior = self._check_and_reserve(caller, cid, idem, fingerprint, trace_id)
         if prior is not None:
-            return ReconnectLink(**prior)
+            return prior
         try:
             link = self.gateway.refresh(cid, cmd.callback_url, idempotency_key=idem)
         except BaseException:
@@ -61,13 +53,13 @@ class Reconnects:
                 envs = txn.append(connection_stream(cid), [event], meta=make_meta(
                     caller.actor, caller.tenant, trace_id, idempotency_key=idempotency_key))
                 if idem:
-                    txn.complete_key(idem, envs, json.dumps(asdict(answer)))
+                    txn.complete_key(idem, envs, results.dumps(answer))
         except BaseException:
             self._release(idem)
             raise
         return answer
 
-    def _check_and_reserve(self, caller, cid, idem, fingerprint, trace_id) -> dict | None:
+    def _check_and_reserve(self, caller, cid, idem, fingerprint, trace_id) -> ReconnectLink | None:
         """Ownership, then the key (an earlier answer wins over the status it left), then whether
         the status allows a reconnect; a refusal rolls the reservation back with the rest."""
         with self.ledger.transaction(prefetch=Prefetch(connections=(cid,), keys=(idem,))) as txn:

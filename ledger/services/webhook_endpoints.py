@@ -4,6 +4,7 @@ without the URL's query string, where receivers often put a token of their own).
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import errors, webhook_guard, webhook_out
@@ -18,13 +19,49 @@ REDELIVERY_REQUESTED = "webhook.redelivery_requested"
 MAX_DESCRIPTION = 500
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """A tenant's outgoing webhook endpoint; `event_types` empty: every type."""
+    id: str
+    url: str
+    description: str
+    event_types: tuple[str, ...]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ListedEndpoint(Endpoint):
+    """An endpoint as listed: never its secret; `deliveries` counts its deliveries by status."""
+    deliveries: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegisteredEndpoint(Endpoint):
+    """A registration's result: the only place the signing secret ever appears."""
+    secret: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery owed to an endpoint; `webhook_id` is the webhook-id header, the same on every retry."""
+    id: str
+    webhook_id: str
+    connection_id: str | None
+    type: str
+    status: str
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    delivered_at: str | None
+
+
 def _shown_url(url: str) -> str:
     p = urlsplit(url)
     return urlunsplit((p.scheme, p.netloc, p.path, "", ""))
 
 
 def register(ledger, caller, *, url: str, description: str = "", event_types=None, allow_private: bool,
-             resolver=webhook_guard.resolve, trace_id: str | None = None) -> dict:
+             resolver=webhook_guard.resolve, trace_id: str | None = None) -> RegisteredEndpoint:
     """A new endpoint for the caller's tenant; the answer carries the secret, the only time it is shown."""
     try:
         webhook_guard.check(url, allow_private=allow_private, resolver=resolver)
@@ -51,19 +88,18 @@ def register(ledger, caller, *, url: str, description: str = "", event_types=Non
             "endpoint_id": endpoint_id, "url": _shown_url(url), "event_types": types})],
             meta=make_meta(caller.actor, caller.tenant, trace_id))
         created = txn.now
-    return {"id": endpoint_id, "url": url, "description": description or "", "eventTypes": types,
-            "createdAt": created, "secret": secret}
+    return RegisteredEndpoint(endpoint_id, url, description or "", tuple(types), created, secret)
 
 
-def _public(row: dict) -> dict:
-    types = [t for t in (row["event_types"] or "").split(",") if t]
-    return {"id": row["id"], "url": row["url"], "description": row["description"], "eventTypes": types,
-            "createdAt": row["created_at"], "deliveries": row.get("counts", {})}
+def _listed(row: dict) -> ListedEndpoint:
+    types = tuple(t for t in (row["event_types"] or "").split(",") if t)
+    return ListedEndpoint(row["id"], row["url"], row["description"], types, row["created_at"],
+                          deliveries=row.get("counts", {}))
 
 
-def list_for(ledger, caller) -> list[dict]:
+def list_for(ledger, caller) -> list[ListedEndpoint]:
     with ledger.store.read() as conn:
-        return [_public(r) for r in webhook_store.list_endpoints(conn, caller.tenant)]
+        return [_listed(r) for r in webhook_store.list_endpoints(conn, caller.tenant)]
 
 
 def remove(ledger, caller, endpoint_id: str, trace_id: str | None = None) -> None:
@@ -100,12 +136,12 @@ def redeliver(ledger, caller, endpoint_id: str, *, delivery_ids=None, trace_id: 
     return n
 
 
-def deliveries(ledger, caller, endpoint_id: str, statuses) -> list[dict]:
+def deliveries(ledger, caller, endpoint_id: str, statuses) -> list[Delivery]:
     with ledger.store.read() as conn:
         if webhook_store.live_endpoint(conn, caller.tenant, endpoint_id) is None:
             raise errors.NotFound("No such webhook endpoint.")
         rows = webhook_store.list_deliveries(conn, statuses=statuses, endpoint_id=endpoint_id)
-    return [{"id": f"whd_{r['id']}", "webhookId": webhook_out.message_id(r["endpoint_id"], r["stream"], r["version"]),
-             "connectionId": r["connection_id"], "type": r["event_type"], "status": r["status"],
-             "attempts": r["attempts"], "nextAttemptAt": r["not_before"] if r["status"] == "pending" else None,
-             "lastError": r["last_error"], "deliveredAt": r["delivered_at"]} for r in rows]
+    return [Delivery(f"whd_{r['id']}", webhook_out.message_id(r["endpoint_id"], r["stream"], r["version"]),
+                     r["connection_id"], r["event_type"], r["status"], r["attempts"],
+                     r["not_before"] if r["status"] == "pending" else None, r["last_error"], r["delivered_at"])
+            for r in rows]

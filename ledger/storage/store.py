@@ -87,26 +87,25 @@ class EventStore(Reads, PageReads):
 
     @contextmanager
     def _write_errors(self):
-        """A write transaction's driver errors as the ledger's own, on either backend."""
+        """A write transaction's driver errors as the ledger's own, on either backend: those of
+        any statement, and a lost race on a unique key."""
         try:
-            yield
+            with self._driver_errors():
+                yield
         except (IntegrityError, self._dbapi.IntegrityError) as exc:
             raise errors.ConcurrencyError("a concurrent write won; retry") from exc
+
+    @contextmanager
+    def _driver_errors(self):
+        """Driver errors (SQLAlchemy's or, on the hot paths run on the driver's cursor, the
+        driver's own) as the ledger's own."""
+        try:
+            yield
         except (OperationalError, self._dbapi.OperationalError) as exc:
             raise errors.StorageError("the database is unavailable") from exc
         except (DataError, self._dbapi.DataError) as exc:
             # A value the column cannot hold got past validation: refuse it, never a 500.
             raise errors.InvalidInput("a value is too long or not storable") from exc
-
-    @contextmanager
-    def _driver_errors(self):
-        """Driver errors on the hot read paths (run on the driver's cursor) as the ledger's own."""
-        try:
-            yield
-        except (OperationalError, self._dbapi.OperationalError) as exc:
-            raise errors.StorageError("the database is unavailable") from exc
-        except (DataError, self._dbapi.DataError) as exc:
-            raise errors.InvalidInput("a value is not storable") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -86,12 +86,7 @@ def test_docs_render_locally_and_try_it_calls_the_api_with_my_token_and_key(page
     page.get_by_role("navigation", name="Pages").get_by_role("link", name="API docs").click()
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Connection Ledger")
     page.screenshot(path=screens / "12-docs.png")
-    operation = page.locator("#operations-default-get_api_connections")
-    operation.locator(".opblock-summary").click()
-    operation.get_by_role("button", name="Execute").click()
-    response = operation.locator(".live-responses-table .response")
-    expect(response.locator(".response-col_status")).to_contain_text("200")
-    expect(response.locator(".response-col_description")).to_contain_text("notion")
+    operation = _try_it_out(page, "get_api_connections", "notion")
     operation.screenshot(path=screens / "13-docs-try-it.png")
 
     # Now as an auditor: signed out as a person, an audit:read key entered on the Audit page.
@@ -102,12 +97,18 @@ def test_docs_render_locally_and_try_it_calls_the_api_with_my_token_and_key(page
     page.get_by_role("button", name="Use key").click()
     expect(page.get_by_test_id("verify-result")).to_contain_text("Chain intact")
     page.get_by_role("navigation", name="Pages").get_by_role("link", name="API docs").click()
-    audit = page.locator("#operations-default-get_audit_verify")
-    audit.locator(".opblock-summary").click()
-    audit.get_by_role("button", name="Execute").click()
-    answer = audit.locator(".live-responses-table .response")
-    expect(answer.locator(".response-col_status")).to_contain_text("200")
-    expect(answer.locator(".response-col_description")).to_contain_text('"ok": true')
+    _try_it_out(page, "get_audit_verify", '"ok": true')
     # Swagger UI and everything else came from this server: no CDN, no validator badge.
     outside = [u for u in requested if not u.startswith(server.url) and not u.startswith(("data:", "blob:"))]
     assert outside == []
+
+
+def _try_it_out(page, operation_id: str, answered: str):
+    """Swagger UI's "Try it out" on one operation: it answers 200 with `answered` in the body."""
+    operation = page.locator(f"#operations-default-{operation_id}")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Execute").click()
+    response = operation.locator(".live-responses-table .response")
+    expect(response.locator(".response-col_status")).to_contain_text("200")
+    expect(response.locator(".response-col_description")).to_contain_text(answered)
+    return operation

@@ -34,7 +34,7 @@ def test_disconnect_moves_to_disconnecting_disables_now_and_purges_after_the_gra
     assert d.events[0].data["purge_at"] == "2026-11-22T13:00:00.000000Z"
     assert d.events[0].data["previous_status"] == "ACTIVE"
     assert [(a.kind, a.not_before) for a in d.actions] == [("disable", NOW), ("revoke", "2026-11-22T13:00:00.000000Z")]
-    assert d.answer["status"] == "DISCONNECTING"
+    assert d.answer.status == "DISCONNECTING"
 
 
 def test_immediate_disconnect_purges_now_without_a_separate_disable():
@@ -48,19 +48,19 @@ def test_bound_agents_block_a_disconnect_unless_forced_and_then_each_is_unbound(
     assert caught.value.details["agents"] == ["a1", "a2"]
     d = decisions.decide_disconnect(_state(), _bound("a1", "a2"), RequestDisconnect("ca_1", force=True), NOW, 60)
     assert [e.type for e in d.events] == [ev.AGENT_UNBOUND, ev.AGENT_UNBOUND, ev.DISCONNECT_REQUESTED]
-    assert len(d.answer["warnings"]) == 2
+    assert len(d.answer.warnings) == 2
 
 
 def test_repeating_a_disconnect_records_nothing_and_answers_the_current_state():
     state = _state("DISCONNECTING", purge_at="2026-11-29T12:00:00.000000Z", previous_status="ACTIVE")
     d = decisions.decide_disconnect(state, (), RequestDisconnect("ca_1"), NOW, 60)
-    assert d.events == () and d.answer["purgeAt"] == "2026-11-29T12:00:00.000000Z"
+    assert d.events == () and d.answer.purge_at == "2026-11-29T12:00:00.000000Z"
 
 
 def test_a_dry_run_answers_the_impact_and_records_nothing():
     d = decisions.decide_disconnect(_state(), _bound("a1"), RequestDisconnect("ca_1", dry_run=True), NOW, 60, True)
     assert d.events == () and d.actions == ()
-    assert d.answer["agents"] == ["a1"] and d.answer["canRevoke"] is True and d.answer["dryRun"] is True
+    assert d.answer.agents == ("a1",) and d.answer.can_revoke is True and d.answer.dry_run is True
 
 
 def test_restore_inside_the_window_reenables_and_outside_it_is_refused():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ledger.envelope import NewEvent
 from ledger.feed import Feed
+from ledger.signals import event_recorded
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,11 +33,14 @@ def _drain(sub, after: int, want: int, deadline_s: float = 30.0) -> list:
 
 @contextmanager
 def _feed(ledger, **options):
-    feed = Feed(ledger.store, sender=ledger, **options)
+    feed = Feed(ledger.store, **options)
+    if feed.wakes_on_signal:  # what the composition root connects (web/bootstrap.py)
+        event_recorded.connect(feed.on_recorded, sender=ledger)
     try:
         yield feed
     finally:
         feed.close()
+        event_recorded.disconnect(feed.on_recorded)
 
 
 def _waiter(sub, after: int) -> tuple[threading.Thread, dict]:

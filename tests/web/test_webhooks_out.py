@@ -312,14 +312,14 @@ def test_a_name_that_resolves_to_a_private_address_at_delivery_is_not_called(hoo
     url = f"http://hooks.example.com:{receiver.port}/hooks"
     created = uc.register(hooks_app.extensions["ledger"], Caller("service", "k1", "alice", admin=True), url=url,
                           allow_private=False, resolver=lambda host, port: ["93.184.216.34"])
-    receiver.secret = created["secret"]
+    receiver.secret = created.secret
     client = hooks_app.test_client()
     connect(client, auth.user("alice"))
     relay = WebhookRelay(hooks_app.extensions["ledger"], allow_private=False, base_delay=0.0, max_attempts=1000,
                          resolver=lambda host, port: ["127.0.0.1"])
     assert relay.run_once() >= 1
     assert receiver.received == [] and receiver.rejected == []
-    pending = client.get(f"{ENDPOINTS}/{created['id']}/deliveries",
+    pending = client.get(f"{ENDPOINTS}/{created.id}/deliveries",
                          headers=auth.service("alice", "connections:admin")).get_json()["data"]
     tried = [d for d in pending if d["attempts"]]
     assert tried and all("loopback" in d["lastError"] for d in tried)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from ledger.services.connection_reads import ConnectionReads
+from ledger.results import ConnectionView
 from ledger.services.inventory import InventoryFilter
 
 from .. import auth
@@ -18,9 +18,9 @@ def connections_page(which: str, q, filters: InventoryFilter):
     inventory = current_app.extensions["inventory"]
     page = getattr(inventory, which)(auth.current().caller(), filters, q.limit, q.cursor)
     # The one shape of a connection in every answer (ConnectionPublic), made where the others are.
-    data = [ConnectionReads._public(state, bound) for state, bound in page.items]
+    data = [ConnectionView.of(state, bound) for state, bound in page.items]
     return answer(ConnectionsPage, {"data": data, "count": len(data), "total": page.total,
-                                    "nextCursor": page.next_cursor})
+                                    "next_cursor": page.next_cursor})
 
 
 @bp.get("/connections")

@@ -28,7 +28,7 @@ def list_bound(agent_id):
     """The caller's connections this agent is bound to."""
     _ids(agent_id)
     data = current_app.extensions["connections"].agent_connections(auth.current().caller(), agent_id)
-    return answer(AgentConnectionsPublic, {"agentId": agent_id, "data": data, "count": len(data)})
+    return answer(AgentConnectionsPublic, {"agent_id": agent_id, "data": data, "count": len(data)})
 
 
 @bp.put("/<agent_id>/connections/<cid>")

@@ -6,6 +6,7 @@ from werkzeug.routing import BaseConverter
 
 from ledger.commands import RequestDisconnect, RestoreConnection, StartConnection
 from ledger.errors import NotFound
+from ledger.results import WouldDisconnect
 from ledger.services.inventory import InventoryFilter
 
 from .. import auth
@@ -89,12 +90,12 @@ def history(cid):
     return answer(HistoryPublic, {"events": events, "count": len(events)})
 
 
-def _disconnect(ctx: dict, cid: str, force: bool, immediate: bool, dry_run: bool) -> dict:
+def _disconnect(ctx: dict, cid: str, force: bool, immediate: bool, dry_run: bool):
     return _svc().disconnect(auth.current().caller(), RequestDisconnect(cid, force, immediate, dry_run), **ctx)
 
 
-def _disconnected(body: dict):
-    return answer(DisconnectPreview if body.get("dryRun") else DisconnectResponse, body)
+def _disconnected(done):
+    return answer(DisconnectPreview if isinstance(done, WouldDisconnect) else DisconnectResponse, done, success=True)
 
 
 @bp.delete("/disconnect")
@@ -105,7 +106,7 @@ def disconnect_body():
     body = parse_body(DisconnectRequest)
     dry_run = body.dryRun or parse_query(DryRunQuery).dry_run
     done = _disconnect(ctx, body.connectionId, body.force, body.immediate, dry_run)
-    return _disconnected({"success": True, **done})
+    return _disconnected(done)
 
 
 @bp.delete("/<connection_id:cid>")
@@ -115,7 +116,7 @@ def disconnect_rest(cid):
     ctx, q = _ctx(), parse_query(DisconnectQuery)
     done = _disconnect(ctx, _checked_id(cid), q.force, q.immediate, q.dry_run)
     if q.dry_run:
-        return _disconnected({"success": True, **done})
+        return _disconnected(done)
     return "", 204
 
 

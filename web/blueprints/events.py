@@ -6,26 +6,27 @@ GET /audit/stream             every event of the chain as its export line (audit
 ?wait=N on GET /api/connections/<id>   see wait_for_change
 
 A stream holds no database connection while idle: it waits on the process's one Feed
-(ledger/feed.py) and reads the table only to catch up on what fell out of the feed's window.
+(ledger/feed.py, built and subscribed by web/bootstrap.py, kept in web/live.py's Live) and reads
+the table only to catch up on what fell out of the feed's window.
 """
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from typing import Callable, Iterator
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
 
 from ledger import envelope as ev
 from ledger.decisions import may_act
 from ledger.feed import EVERYONE, PAGE, Feed, Subscription
-from ledger.stream_states import StatesAt
+from ledger.results import ConnectionView
 
 from .. import auth
 from ..errors import ApiError
+from ..live import live
 from ..query_params import AuditStreamQuery, LastEventId, parse_query
 from ..schemas import ConnectionChange, to_public
 
@@ -34,52 +35,6 @@ log = logging.getLogger("web.events")
 
 RETRY_MS = 2000           # what a browser waits before reconnecting
 PENDING = ("INITIATED", "INITIALIZING")
-
-
-# -- the process's feed, built on first use -------------------------------------------------------
-class Live:
-    """One app's feed, its states-as-of cache and its in-process poll gate."""
-
-    def __init__(self, app: Flask):
-        ledger = app.extensions["ledger"]
-        self.store = ledger.store
-        self.states = StatesAt(self.store)
-        self.feed = Feed(self.store, sender=ledger, audience=self.states.audience,
-                         check_seconds=float(app.config.get("FEED_CHECK_SECONDS", 1.0)))
-        self.heartbeat = float(app.config.get("SSE_HEARTBEAT_SECONDS", 15.0))
-        self.poll_interval = float(app.config["POLL_INTERVAL_SECONDS"])
-        self._due: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def poll_wait(self, cid: str) -> float:
-        """Seconds until this process may ask for news of `cid` again."""
-        with self._lock:
-            due = self._due.setdefault(cid, time.monotonic() + self.poll_interval)
-        return max(0.0, due - time.monotonic())
-
-    def claim_poll(self, cid: str) -> bool:
-        """One waiter per process per interval asks (the ledger's polls row bounds all processes)."""
-        now = time.monotonic()
-        with self._lock:
-            if now < self._due.get(cid, 0.0):
-                return False
-            self._due[cid] = now + self.poll_interval
-            if len(self._due) > 10_000:
-                self._due = {k: v for k, v in self._due.items() if v > now}
-            return True
-
-
-_live_lock = threading.Lock()
-
-
-def live(app: Flask | None = None) -> Live:
-    app = app or current_app._get_current_object()
-    found = app.extensions.get("live")
-    if found is None:
-        with _live_lock:
-            found = app.extensions.get("live") or Live(app)
-            app.extensions["live"] = found
-    return found
 
 
 # -- authentication by query string (EventSource cannot send headers) -----------------------------
@@ -192,7 +147,6 @@ def connection_events():
     """SSE of my connections' changes (an admin key: its tenant's); resumable with Last-Event-ID."""
     cursor = _last_event_id()
     caller, lv = auth.current().caller(), live()
-    public = current_app.extensions["connections"]._public
 
     def render(env) -> str | None:
         if not env.stream.startswith("connection:"):
@@ -201,8 +155,8 @@ def connection_events():
         if not may_act(state, caller):
             return None
         return orjson.dumps(to_public(ConnectionChange, {
-            "seq": env.seq, "type": env.type, "occurredAt": env.occurred_at, "recordedAt": env.recorded_at,
-            "connection": public(state, bound), "warnings": warnings_of(env)})).decode()
+            "seq": env.seq, "type": env.type, "occurred_at": env.occurred_at, "recorded_at": env.recorded_at,
+            "connection": ConnectionView.of(state, bound), "warnings": warnings_of(env)})).decode()
 
     def gap(after: int, upto: int):
         if caller.admin:
@@ -231,7 +185,7 @@ def audit_stream():
 
 
 # -- ?wait ------------------------------------------------------------------------------------
-def wait_for_change(caller, cid: str, seconds: float, trace_id: str | None) -> dict:
+def wait_for_change(caller, cid: str, seconds: float, trace_id: str | None) -> ConnectionView:
     """GET /api/connections/<id>?wait=N: the connection once its status differs from what it
     was at the start, or as it is at the deadline. While OAuth is pending, one waiter per
     process per POLL_INTERVAL_SECONDS asks Composio (through Connections.get, whose polls row
@@ -241,14 +195,14 @@ def wait_for_change(caller, cid: str, seconds: float, trace_id: str | None) -> d
     with lv.feed.subscription({"stream:" + stream_name}) as sub:
         cursor = sub.head()
         answer = svc.get(caller, cid, trace_id=trace_id)
-        status = answer["status"]
+        status = answer.status
         while (left := deadline - time.monotonic()) > 0:
-            pending = answer["status"] in PENDING
+            pending = answer.status in PENDING
             got = sub.events_after(cursor, min(left, lv.poll_wait(cid)) if pending else left)
             touched = got is None or bool(got[0])
             cursor = sub.head() if got is None else got[1]
             if touched or (pending and lv.claim_poll(cid)):
                 answer = svc.get(caller, cid, trace_id=trace_id)
-                if answer["status"] != status:
+                if answer.status != status:
                     return answer
     return answer

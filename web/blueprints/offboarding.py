@@ -31,7 +31,7 @@ def _immediate() -> bool:
 
 def _started(started):
     return answer(OffboardingAccepted, {
-        "offboardingId": started.offboarding_id, "userId": started.user_id,
+        "offboarding_id": started.offboarding_id, "user_id": started.user_id,
         "status": "completed" if started.completed else "in_progress",
         "connections": list(started.connection_ids)}, 202)
 
@@ -72,10 +72,6 @@ def offboarding(offboarding_id):
         key = None  # progress still shows; a receipt needs the key
     view = _svc().progress(auth.current().caller(), offboarding_id, key, trace_id=g.trace_id)
     return answer(OffboardingPublic, {
-        "offboardingId": view.offboarding_id, "userId": view.user_id,
-        "status": "completed" if view.completed else "in_progress", "requestedAt": view.requested_at,
-        "immediate": view.immediate, "receipt": view.receipt,
-        "connections": [{"connectionId": c.connection_id, "toolkit": c.toolkit, "status": c.status,
-                         "outcome": c.outcome, "revoked": list(c.revoked), "reason": c.reason, "at": c.at,
-                         "events": [{"type": e.type, "seq": e.seq, "hash": e.hash} for e in c.events]}
-                        for c in view.connections]})
+        "offboarding_id": view.offboarding_id, "user_id": view.user_id,
+        "status": "completed" if view.completed else "in_progress", "requested_at": view.requested_at,
+        "immediate": view.immediate, "receipt": view.receipt, "connections": view.connections})

@@ -22,8 +22,7 @@ def reconnect(cid):
         raise NotFound("No such connection.")
     link = current_app.extensions["reconnects"].reconnect(
         auth.current().caller(), ReconnectConnection(cid, body.callbackUrl), **ctx)
-    return answer(ReconnectResponse, {"connectionId": link.connection_id, "status": link.status,
-                                      "redirectUrl": link.redirect_url})
+    return answer(ReconnectResponse, link)
 
 
 def openapi_paths(op, path, param) -> dict:

@@ -62,7 +62,7 @@ def create():
     resp, _ = answer(WebhookEndpointCreated, out)
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"  # it carries the secret
-    resp.headers["Location"] = f"/api/webhook-endpoints/{out['id']}"
+    resp.headers["Location"] = f"/api/webhook-endpoints/{out.id}"
     return resp
 
 
@@ -100,59 +100,8 @@ def redeliver(endpoint_id):
     body = parse_body(Redeliver, allow_empty=True)
     n = uc.redeliver(current_app.extensions["ledger"], caller, endpoint_id, delivery_ids=body.deliveryIds,
                      trace_id=g.trace_id)
-    relay = current_app.extensions.get("webhook_relay")
-    if relay is not None:
-        relay.wake.set()
-    return answer(RedeliveryAccepted, {"endpointId": endpoint_id, "requeued": n}, 202)
-
-
-def wire(app) -> None:
-    """The webhook relay of this app (the `ledger relay` process runs it beside the Composio
-    relay; `make run`'s in-process relay too), woken by every event this process records."""
-    import threading
-
-    from ledger.signals import event_recorded
-    from ledger.services.webhook_delivery import WebhookRelay
-    cfg = app.config
-    relay = WebhookRelay(app.extensions["ledger"], allow_private=bool(cfg["OUTGOING_WEBHOOKS_ALLOW_PRIVATE"]),
-                         timeout=float(cfg["OUTGOING_WEBHOOKS_TIMEOUT_SECONDS"]),
-                         base_delay=float(cfg["OUTGOING_WEBHOOKS_BASE_DELAY_SECONDS"]),
-                         max_delay=float(cfg["OUTGOING_WEBHOOKS_MAX_DELAY_SECONDS"]),
-                         retry_for=float(cfg["OUTGOING_WEBHOOKS_RETRY_FOR_SECONDS"]),
-                         max_attempts=int(cfg["OUTGOING_WEBHOOKS_MAX_ATTEMPTS"]),
-                         lease_seconds=float(cfg["OUTGOING_WEBHOOKS_LEASE_SECONDS"]))
-    event_recorded.connect(relay.on_recorded)  # weak: goes with the app
-    app.extensions["webhook_relay"] = relay
-    app.register_blueprint(bp)
-
-    if cfg["RELAY_IN_PROCESS"] and cfg["LEDGER_ENV"] == "development":
-        from ..request_context import on_first_request
-
-        def start() -> None:
-            stop = app.extensions.get("dev_relay_stop") or threading.Event()
-            threading.Thread(target=relay.run_forever, args=(stop,), name="dev-webhook-relay", daemon=True).start()
-        on_first_request(app, start)
-
-
-def start_with_relay(app, stop) -> None:
-    """`ledger relay`: deliver webhooks on a thread of the relay process until `stop`."""
-    import threading
-    relay = app.extensions["webhook_relay"]
-    threading.Thread(target=relay.run_forever, args=(stop,), name="webhook-relay", daemon=True).start()
-
-
-def echo_webhook_backlog(ledger) -> None:
-    """`ledger outbox`: the webhook deliveries owed, and each dead one (retry: `ledger outbox retry whd_N`)."""
-    import click
-
-    from ledger.services.webhook_delivery import backlog, list_deliveries
-    b = backlog(ledger)
-    if not any(b.values()):
-        return
-    click.echo(f"webhooks: {b['pending']} due, {b['scheduled']} scheduled, {b['dead']} dead")
-    for d in list_deliveries(ledger, statuses=("dead",)):
-        click.echo(f"whd_{d['id']}\tdead\twebhook {d['event_type']}\t{d['connection_id']}\tendpoint={d['endpoint_id']}"
-                   f"\tattempts={d['attempts']}\t{d['last_error'] or ''}")
+    # The redelivery is recorded as an event: event_recorded wakes this process's webhook relay.
+    return answer(RedeliveryAccepted, {"endpoint_id": endpoint_id, "requeued": n}, 202)
 
 
 def openapi_paths(op, path_param) -> dict:

@@ -39,7 +39,7 @@ from ledger.metrics import counters
 from ledger.webhook_parsing import parse_webhook
 
 from ..config import secrets_list
-from ..incidents import Incident
+from ..incident_log import Incident
 from ..request_context import body_bytes
 from ..schemas import WebhookAnswer, answer
 from ..webhook_signature import Rejected, verify_signature, warm_sdk

@@ -31,37 +31,13 @@ def relay_cmd(once, interval, sign_every, news_check):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    from ..blueprints.webhook_endpoints import start_with_relay
-    start_with_relay(current_app._get_current_object(), stop)
-    _wake_webhooks_on_news(stop, news_check)
+    from ..bootstrap import start_relays
+    start_relays(current_app._get_current_object(), stop, news_check=news_check)
     click.echo(f"relay {relay.worker_id} running", err=True)
     relay.run_forever(stop, idle_sleep=interval, heads=_head_signer(sign_every),
                       expiry=current_app.extensions["expiry_warner"])
     click.echo("relay stopped cleanly", err=True)
 
-
-def _wake_webhooks_on_news(stop, check_seconds: float) -> None:
-    """Deliver a webhook as soon as its event is in the chain, not at the webhook relay's next
-    idle pass: the events are written by the web processes, so this process hears of them
-    through a feed of its own (PostgreSQL: LISTEN for the sequencer's NOTIFY; SQLite: a read
-    for new seqs every `check_seconds`)."""
-    import threading
-
-    from ledger.feed import Feed
-    from ledger.services.webhook_delivery import wake_on_news
-    store, relay = current_app.extensions["ledger"].store, current_app.extensions["webhook_relay"]
-    # on PostgreSQL check_seconds is only how often the LISTEN loop looks up from its wait
-    feed = Feed(store, check_seconds=check_seconds if store.engine.dialect.name == "sqlite" else 1.0)
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                wake_on_news(relay, feed, stop)
-            except Exception as exc:  # the database is away: the idle passes go on meanwhile
-                click.echo(f"webhook relay wake-up: {type(exc).__name__}; retrying", err=True)
-                stop.wait(1.0)
-        feed.close()
-    threading.Thread(target=run, name="webhook-relay-wake", daemon=True).start()
 
 
 def _head_signer(every: float):
@@ -88,8 +64,7 @@ def outbox_cmd(ctx):
         return
     from ledger.services.relay import backlog, list_actions
     actions = list(list_actions(current_app.extensions["ledger"]))
-    from ..blueprints.webhook_endpoints import echo_webhook_backlog
-    echo_webhook_backlog(current_app.extensions["ledger"])
+    _echo_webhook_backlog(current_app.extensions["ledger"])
     if not actions:
         click.echo("no pending or dead actions")
         return
@@ -112,3 +87,15 @@ def outbox_retry(action_id):
         click.echo(f"no pending or dead action {action_id}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"re-queued {action_id}")
+
+
+def _echo_webhook_backlog(ledger) -> None:
+    """The webhook deliveries owed, and each dead one (retry: `ledger outbox retry whd_N`)."""
+    from ledger.services.webhook_delivery import backlog, list_deliveries
+    b = backlog(ledger)
+    if not any(b.values()):
+        return
+    click.echo(f"webhooks: {b['pending']} due, {b['scheduled']} scheduled, {b['dead']} dead")
+    for d in list_deliveries(ledger, statuses=("dead",)):
+        click.echo(f"whd_{d['id']}\tdead\twebhook {d['event_type']}\t{d['connection_id']}\tendpoint={d['endpoint_id']}"
+                   f"\tattempts={d['attempts']}\t{d['last_error'] or ''}")
