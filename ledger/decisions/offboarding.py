@@ -10,7 +10,7 @@ from .. import envelope as ev
 from ..commands import RequestDisconnect
 from ..envelope import Envelope, NewEvent
 from ..projections import DISCONNECTED, DISCONNECTING, ConnectionState
-from .connection import Decision, decide_disconnect
+from .connection import decide_disconnect
 
 STREAM_PREFIX = "offboarding:"
 _STREAM_WIDTH = 200   # the events.stream column

@@ -15,7 +15,7 @@ from .. import decisions
 from .. import envelope as ev
 from .. import errors
 from ..commands import Caller
-from ..credential_facts import credential_data, split_scopes
+from ..credential_facts import credential_data
 from ..envelope import NewEvent, connection_stream
 from ..projections import ConnectionState
 from ..results import ConnectionView, Preflight

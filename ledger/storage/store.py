@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 from orjson import loads as _loads  # 3-4x the stdlib's parse speed; hashing still uses stdlib json
 

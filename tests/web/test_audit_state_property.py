@@ -37,7 +37,8 @@ class Lifecycle:
 
     Born INITIATED or ACTIVE; agents come and go, and a completed disconnect takes them all. A
     disconnect request makes it DISCONNECTING and remembers what to go back to; a cancel goes back;
-    completion is the end, after which no status changes. An upstream report moves the status unless
+    completion is the end, after which no status changes. A reconnect makes it INITIATED again
+    (not while DISCONNECTING). An upstream report moves the status unless
     it is stamped before our last change — except one that takes access away within the clock skew.
     While DISCONNECTING, a report that takes access away only changes what a cancel goes back to."""
 
@@ -64,6 +65,9 @@ class Lifecycle:
             c.status, c.back_to, c.changed, c.reason = c.back_to, None, at, None
         elif env.type == ev.DISCONNECT_COMPLETED:
             c.status = "DISCONNECTED"
+        elif env.type == ev.RECONNECT_REQUESTED and c.status != "DISCONNECTING":
+            # a person re-authorises in place: INITIATED again whatever Composio said before
+            c.status, c.reason, c.changed = d.get("status") or "INITIATED", None, max(at, c.changed)
         elif env.type in REPORTED or env.type == ev.STATUS_OBSERVED:
             self.report(c, REPORTED.get(env.type) or d["status"], d.get("reason"), at)
 

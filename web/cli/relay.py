@@ -80,9 +80,10 @@ def outbox_cmd(ctx):
 @click.argument("action_id")
 def outbox_retry(action_id):
     """Re-queue a dead action to run now."""
-    from ledger.services.relay import retry
-    if action_id.startswith("whd_"):  # an outgoing webhook delivery (ledger/webhook_delivery.py)
+    if action_id.startswith("whd_"):  # an outgoing webhook delivery (ledger/services/webhook_delivery.py)
         from ledger.services.webhook_delivery import retry
+    else:
+        from ledger.services.relay import retry
     if not retry(current_app.extensions["ledger"], action_id):
         click.echo(f"no pending or dead action {action_id}", err=True)
         sys.exit(EXIT_FAILED)
