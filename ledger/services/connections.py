@@ -9,7 +9,6 @@ command makes due are claimed in its own transaction and carried out right after
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 
 from .. import decisions
@@ -21,20 +20,12 @@ from ..envelope import NewEvent, connection_stream
 from ..projections import DISCONNECTING
 from ..results import ConnectionView, Disconnected, Started
 from ..service import make_meta
-from ..storage.unit_of_work import Prefetch, fitted_key
+from ..storage.unit_of_work import Prefetch
 from .connection_reads import ConnectionReads, UnknownIdLookups
-from .idempotency import earlier_answer, reserve
+from .idempotency import earlier_answer, reserve, scoped_key
+from .idempotency import fingerprint as fingerprint_of
 
 log = logging.getLogger("ledger.connections")
-
-
-def _scoped_key(caller: Caller, key: str | None) -> str | None:
-    """A client's Idempotency-Key, scoped to the caller (two callers may pick the same key)."""
-    return fitted_key("http", f"{caller.kind}:{caller.id}:{key}") if key else None
-
-
-def _fingerprint(cmd) -> str:
-    return hashlib.sha256(repr(cmd).encode()).hexdigest()[:32]
 
 
 class Connections(ConnectionReads):
@@ -54,7 +45,7 @@ class Connections(ConnectionReads):
                fingerprint: str = "", action: str = ""):
         """load -> authorize -> decide -> append + outbox + idempotency -> commit -> signal."""
         denied, handed = False, []
-        idem = _scoped_key(caller, idempotency_key)
+        idem = scoped_key(caller, idempotency_key)
         wanted = Prefetch(streams=(connection_stream(cid),) if cid else (), connections=(cid,),
                           bindings=(cid,), keys=(idem,))
         with self.ledger.transaction(prefetch=wanted) as txn:
@@ -110,7 +101,7 @@ class Connections(ConnectionReads):
                                                txn.now, self.grace_seconds, can_revoke)
         if cmd.dry_run:
             kw.pop("idempotency_key", None)
-        answer = self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
+        answer = self._write(caller, cmd.connection_id, decide, fingerprint=fingerprint_of(cmd),
                              action="disconnect", **kw)
         if isinstance(answer, Disconnected) and answer.status == DISCONNECTING:
             # The inline relay ran right after the commit (the disable, or an immediate purge):
@@ -139,7 +130,7 @@ class Connections(ConnectionReads):
                 if a.action in ("revoke", "delete") or a in unsent:
                     txn.set_action(a.id, status="cancelled", last_error="cancelled by restore")
             return decision
-        return self._write(caller, cmd.connection_id, decide, fingerprint=_fingerprint(cmd),
+        return self._write(caller, cmd.connection_id, decide, fingerprint=fingerprint_of(cmd),
                            action="restore", **kw)
 
     def bind(self, caller: Caller, cmd: BindAgent, **kw) -> ConnectionView:
@@ -147,12 +138,12 @@ class Connections(ConnectionReads):
         self.observe_unseen(caller, cmd.connection_id, "bind", kw.get("trace_id"))
         return self._write(caller, cmd.connection_id,
                            lambda txn, s: decisions.decide_bind(s, txn.bindings_of(s.connection_id), cmd),
-                           fingerprint=_fingerprint(cmd), action="bind", **kw)
+                           fingerprint=fingerprint_of(cmd), action="bind", **kw)
 
     def unbind(self, caller: Caller, cmd: UnbindAgent, **kw) -> ConnectionView:
         return self._write(caller, cmd.connection_id,
                            lambda txn, s: decisions.decide_unbind(s, txn.bindings_of(s.connection_id), cmd),
-                           fingerprint=_fingerprint(cmd), action="unbind", **kw)
+                           fingerprint=fingerprint_of(cmd), action="unbind", **kw)
 
     def start(self, caller: Caller, cmd: StartConnection, *, trace_id=None, idempotency_key=None) -> Started:
         """Create the account at Composio, then record it; a Composio failure records nothing.
@@ -162,8 +153,8 @@ class Connections(ConnectionReads):
         while the first is still in flight."""
         if caller.kind != "user":
             raise errors.InvalidState("Only a person can start a connection of their own.")
-        idem = _scoped_key(caller, idempotency_key)
-        fingerprint = _fingerprint(cmd)
+        idem = scoped_key(caller, idempotency_key)
+        fingerprint = fingerprint_of(cmd)
         if idem:
             with self.ledger.transaction(prefetch=Prefetch(keys=(idem,))) as txn:
                 prior = reserve(txn, idem, fingerprint)

@@ -2,12 +2,26 @@
 a webhook-id): inside its write transaction, before it decides anything."""
 from __future__ import annotations
 
+import hashlib
+
 from .. import errors
 from .. import results
 from ..clock import plus_seconds
+from ..commands import Caller
+from ..storage.unit_of_work import fitted_key
 
 # A reservation older than this belongs to a request that died (Composio's timeout is far shorter).
 ABANDONED_AFTER_SECONDS = 120
+
+
+def scoped_key(caller: Caller, key: str | None) -> str | None:
+    """A client's Idempotency-Key, scoped to the caller (two callers may pick the same key)."""
+    return fitted_key("http", f"{caller.kind}:{caller.id}:{key}") if key else None
+
+
+def fingerprint(request) -> str:
+    """What a key was first used for: the same key with another request is refused (422)."""
+    return hashlib.sha256(repr(request).encode()).hexdigest()[:32]
 
 
 def earlier_use(txn, key: str | None, scope: str | None = None) -> dict | None:

@@ -29,8 +29,8 @@ from ..receipts import build_receipt, sign_receipt
 from ..service import make_meta
 from ..storage.unit_of_work import Prefetch, fitted_key
 from .connection_reads import SECURITY_STREAM
-from .connections import _fingerprint, _scoped_key
-from .idempotency import earlier_answer
+from .idempotency import earlier_answer, scoped_key
+from .idempotency import fingerprint as fingerprint_of
 
 log = logging.getLogger("ledger.offboarding")
 
@@ -95,8 +95,8 @@ class Offboardings:
     def _request(self, caller, tenant, user_id, known, immediate, trace_id, idempotency_key):
         stream = person_stream(tenant, user_id)
         ids = tuple(s.connection_id for s in known)
-        idem = _scoped_key(caller, idempotency_key)
-        fingerprint = _fingerprint(_Request(user_id, immediate))
+        idem = scoped_key(caller, idempotency_key)
+        fingerprint = fingerprint_of(_Request(user_id, immediate))
         handed = []
         wanted = Prefetch(streams=(stream, *(connection_stream(c) for c in ids)), connections=ids, bindings=ids,
                           keys=(idem,))

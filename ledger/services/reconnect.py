@@ -13,13 +13,14 @@ from .. import decisions
 from .. import errors
 from .. import results
 from ..commands import Caller, ReconnectConnection
+from ..decisions import decide_missing
 from ..decisions.reconnect import check_reconnect, reconnect_requested
 from ..envelope import connection_stream
 from ..results import ReconnectLink
 from ..service import make_meta
 from ..storage.unit_of_work import Prefetch
-from .connections import _fingerprint, _scoped_key
-from .idempotency import reserve
+from .idempotency import reserve, scoped_key
+from .idempotency import fingerprint as fingerprint_of
 
 log = logging.getLogger("ledger.connections")
 
@@ -35,12 +36,16 @@ class Reconnects:
                   idempotency_key=None) -> ReconnectLink:
         cid = cmd.connection_id
         self.connections.observe_unseen(caller, cid, "reconnect", trace_id)
-        idem, fingerprint = _scoped_key(caller, idempotency_key), _fingerprint(cmd)
+        idem, fingerprint = scoped_key(caller, idempotency_key), fingerprint_of(cmd)
         prior = self._check_and_reserve(caller, cid, idem, fingerprint, trace_id)
         if prior is not None:
             return prior
         try:
             link = self.gateway.refresh(cid, cmd.callback_url, idempotency_key=idem)
+        except errors.UpstreamNotFound:
+            self._release(idem)
+            self._record_if_gone(caller, cid, trace_id)
+            raise
         except BaseException:
             self._release(idem)
             raise
@@ -72,6 +77,24 @@ class Reconnects:
                     check_reconnect(state)
                 return prior
         raise self.connections.deny(caller, cid, "reconnect", trace_id)
+
+    def _record_if_gone(self, caller: Caller, cid: str, trace_id) -> None:
+        """Composio answered the refresh with 404. Only its own read of the account decides
+        whether that is a fact (the account is gone: recorded as connection.upstream_missing,
+        as reconcile would, and the person is told to start anew); if the account is still
+        there, the 404 was something else and nothing is recorded."""
+        try:
+            self.gateway.get(cid)
+            return
+        except errors.UpstreamNotFound:
+            pass
+        with self.ledger.transaction(prefetch=Prefetch(streams=(connection_stream(cid),),
+                                                       connections=(cid,), bindings=(cid,))) as txn:
+            gone = decide_missing(txn.connection(cid))
+            if gone is not None:
+                txn.append(connection_stream(cid), [gone], meta=make_meta(caller.actor, caller.tenant, trace_id))
+        raise errors.NotReconnectable("Composio no longer has this account (recorded as "
+                                      "connection.upstream_missing): start a new connection.")
 
     def _release(self, idem: str | None) -> None:
         if not idem:

@@ -124,3 +124,31 @@ def test_an_admin_key_of_the_tenant_may_reconnect_a_persons_connection(polling_a
     assert_envelope(other, 404, "NOT_FOUND")
     r = client.post(f"/api/connections/{cid}/reconnect", headers=auth.service("alice", "connections:admin"))
     assert r.status_code == 200 and r.json["connectionId"] == cid
+
+
+def test_an_account_composio_no_longer_has_is_recorded_gone_and_not_reconnected(polling_app, auth, composio):
+    app, client, alice = polling_app, polling_app.test_client(), auth.user("alice")
+    cid = _start(client, auth)
+    assert client.put(f"/api/agents/agent-7/connections/{cid}", headers=alice).status_code == 200
+    _expire(app, client, cid)
+    composio.forget(cid)  # deleted at Composio out of band
+
+    r = client.post(f"/api/connections/{cid}/reconnect", headers=alice)
+    assert assert_envelope(r, 409, "NOT_RECONNECTABLE")["message"].startswith("Composio no longer has this account")
+    [gone] = events_of(app, ev.UPSTREAM_MISSING)
+    assert gone.data == {"connection_id": cid}
+    shown = client.get(f"/api/connections/{cid}", headers=alice).json
+    assert shown["status"] == "DISCONNECTED" and shown["agents"] == []
+    assert not events_of(app, ev.RECONNECT_REQUESTED)
+
+
+def test_a_404_to_the_refresh_of_an_account_composio_still_has_records_no_fact(polling_app, auth, composio):
+    # Only Composio's own read of the account may say it is gone: a 404 from the refresh alone
+    # (a wrong route, a proxy) must not put "gone" in the chain.
+    app, client, alice = polling_app, polling_app.test_client(), auth.user("alice")
+    cid = _start(client, auth)
+    _expire(app, client, cid)
+    composio.fail("POST", "/refresh", status=404, times=1)
+    assert client.post(f"/api/connections/{cid}/reconnect", headers=alice).status_code == 502
+    assert not events_of(app, ev.UPSTREAM_MISSING)
+    assert client.get(f"/api/connections/{cid}", headers=alice).json["status"] == "EXPIRED"
