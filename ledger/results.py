@@ -97,7 +97,15 @@ class ReconnectLink:
     redirect_url: str | None
 
 
-_STORED = {cls.__name__: cls for cls in (ConnectionView, Started, Disconnected, WouldDisconnect, ReconnectLink)}
+@dataclass(frozen=True)
+class OffboardingRef:
+    """What an offboarding request's Idempotency-Key gives again: which offboarding it made (its
+    progress is read anew from the chain on every repeat)."""
+    offboarding_id: str
+
+
+_STORED = {cls.__name__: cls for cls in (ConnectionView, Started, Disconnected, WouldDisconnect, ReconnectLink,
+                                         OffboardingRef)}
 
 
 def dumps(result) -> str:

@@ -13,19 +13,20 @@ settle its outcome, in one statement; once every outcome is final it signs a rec
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import uuid
 from dataclasses import dataclass
 
 from .. import envelope as ev
 from .. import errors
+from .. import results
 from ..commands import Caller
 from ..decisions.offboarding import (OUTCOME_EVENTS, Cited, OffboardingView, decide_offboarding, decide_outcome,
                                      person_stream, still_open)
 from ..envelope import NewEvent, connection_stream
 from ..projections import DISCONNECTED
 from ..receipts import build_receipt, sign_receipt
+from ..results import OffboardingRef
 from ..service import make_meta
 from ..storage.unit_of_work import Prefetch, fitted_key
 from .connection_reads import SECURITY_STREAM
@@ -103,7 +104,7 @@ class Offboardings:
         with self.ledger.transaction(prefetch=wanted) as txn:
             prior = earlier_answer(txn, idem, fingerprint)
             if prior is not None:
-                return self._started(txn, prior["offboarding_id"]), []
+                return self._started(txn, prior.offboarding_id), []
             version = txn.stream_version(stream)
             last = self._latest(txn, stream, version)
             targets = [(s, txn.bindings_of(s.connection_id)) for s in map(txn.connection, ids)
@@ -125,7 +126,7 @@ class Offboardings:
                         handed += self.relay.claim_in_request(txn, cid)
                 off_ids = tuple(cid for cid, _ in decision.disconnects)
             if idem:
-                txn.remember(idem, fingerprint, [], json.dumps({"offboarding_id": off_id}))
+                txn.remember(idem, fingerprint, [], results.dumps(OffboardingRef(off_id)))
             done = all(txn.connection(c) is not None and txn.connection(c).status == DISCONNECTED for c in off_ids)
         return OffboardingStarted(off_id, user_id, off_ids, done), handed
 
