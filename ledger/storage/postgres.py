@@ -4,15 +4,21 @@ A write transaction takes no chain lock. It row-locks the connections it may cha
 FOR UPDATE, before its other reads), reads, and inserts its events unsequenced (seq, prev_hash,
 hash NULL; the unique (stream, version) is the optimistic concurrency check) with its
 projection, outbox and idempotency rows, then commits: concurrent writers share PostgreSQL's
-group commit. Two round trips: the reads go with BEGIN, the writes with COMMIT (send_pg).
+group commit. Two round trips: the reads go with BEGIN, the writes with COMMIT (send_pg). The
+commit carries no NOTIFY: PostgreSQL serialises notifying commits through their flush.
 
-The sequencer (one background thread per writing process, see _Background) gives committed
-events their seq, prev_hash, hash and final recorded_at, in batches, one transaction per batch.
-Exactly one is active across every process and host: the holder of a session advisory lock on
-its own connection; the others stand by and retry the lock, so when the holder dies its session
-ends, the lock frees and a standby takes over within STANDBY_RETRY_SECONDS. Writers NOTIFY
-ledger_appended with their commit; the sequencer NOTIFYs ledger_sequenced with each batch, and a
-writer answers only once its events are sealed (EventStore.sealed).
+Sealing gives committed events their seq, prev_hash, hash and final recorded_at, in batches, one
+transaction per batch (seal_turn). Exactly one sealer at a time across every process and host:
+the holder of the session advisory lock SEQUENCER_LOCK, tried without waiting. The writer tries
+it with its own COMMIT and, holding it, seals in one more round trip: its own events and whatever
+else has committed. When another sealer is at work the writer waits for that batch's NOTIFY
+ledger_sequenced, whose payload names what it sealed and whether its sealer goes on with another
+batch (up to TURN_BATCHES while more keep committing), and tries again only if neither: under
+load one batch carries many writers' events, as a group commit does, and nobody queues on a lock.
+A writer killed between its commit and its seal leaves events no one is waiting for: every
+writing process runs a standby thread (_background) that seals them within STANDBY_TICK_SECONDS.
+A sealer killed mid-batch rolls the batch back and its session's lock frees; the next one redoes
+it. A request answers only once its events are sealed (EventStore.sealed).
 
 The order rule: an event's seq is later than the seq of every event its transaction could have
 read. The sequencer only ever sees committed rows and takes them in insertion-id order. If a
@@ -107,8 +113,13 @@ def send_pg(conn: Connection, statements: list) -> list[list]:
 
     Parameters are bound client-side by psycopg's ClientCursor (its quoting, not ours), which is
     what lets one simple-query message carry many statements."""
+    return send_driver(conn.connection.driver_connection, statements)
+
+
+def send_driver(driver, statements: list) -> list[list]:
+    """send_pg on a psycopg connection."""
     import psycopg
-    cur = psycopg.ClientCursor(conn.connection.driver_connection)
+    cur = psycopg.ClientCursor(driver)
     text_ = "; ".join(s if isinstance(s, str) else cur.mogrify(s[0], s[1]) for s in statements)
     cur.execute(text_)
     answers = []
@@ -122,12 +133,13 @@ def send_pg(conn: Connection, statements: list) -> list[list]:
 
 log = logging.getLogger("ledger.sequencer")
 
-SEQUENCER_LOCK = 7274002          # the advisory lock whose holder is the one active sequencer
-APPENDED, SEQUENCED = "ledger_appended", "ledger_sequenced"
+SEQUENCER_LOCK = 7274002          # the advisory lock whose holder is the one sealer (the active sequencer)
+SEQUENCED = "ledger_sequenced"    # NOTIFY of each sealed batch; payload: head seq, then the sealed keys
 BATCH = 2000                      # events sealed per sequencer transaction at most
-LEADER_IDLE_SECONDS = 0.25        # the sequencer's fallback wake-up without a NOTIFY
-STANDBY_RETRY_SECONDS = 0.5       # how often a standby asks for the lock
+TURN_BATCHES = 4                  # batches one sealer seals in a row while more keep committing
+STANDBY_TICK_SECONDS = 0.5        # how often each process's standby looks for committed, unsealed events
 SEQUENCER_WAIT_SECONDS = 30.0     # how long a request waits for its events to be sealed (then 503: committed, sealed later)
+NOTE_BYTES = 7000                 # a NOTIFY payload holds under 8000 bytes: past this, "*" (everything)
 
 _SEALED = ("SELECT " + ", ".join(EVENT_COLUMNS) + " "
            "FROM events WHERE (stream, version) IN (SELECT * FROM unnest(%s::text[], %s::int[])) "
@@ -177,38 +189,70 @@ class PostgresStore(EventStore):
         return self._head_tuple(answers[1][0] if answers[1] else None)
 
     def _finish(self, txn: UnitOfWork) -> None:
-        """Every write, the NOTIFY that wakes the sequencer (delivered at commit) and the COMMIT
-        leave as one multi-statement string: one round trip."""
+        """Every write, the COMMIT and the start of the writer's own seal (seal_turn) leave as
+        one multi-statement string: one round trip; the seal's writes are one more. No NOTIFY
+        in the write: PostgreSQL serialises the commits of notifying transactions (a global lock
+        held through the commit's flush), which would undo the group commit writers share."""
         cur = Gather(txn.conn.connection.driver_connection)
         txn.flush(cur)
-        send_pg(txn.conn, cur.statements + (["NOTIFY " + APPENDED] if txn.recorded else []) + ["COMMIT"])
+        seal = bool(txn.recorded) and self.run_sequencer
+        seen = self._beacon.generation  # a batch announced from now on may hold our events
+        answers = send_pg(txn.conn, cur.statements + ["COMMIT"] + (_SEAL_START if seal else []))
+        if seal:
+            committed = time.monotonic()  # the COMMIT's answer came with the seal's first ones
+            try:  # committed: a failure from here on only leaves the seal to someone else
+                txn.batch = (seen, committed, seal_turn(txn.conn.connection.driver_connection, answers[-3:]))
+            except Exception as exc:
+                log.warning("the writer's seal after commit failed (%s); it is left to the next sealer",
+                            exc.__class__.__name__)
+                txn.conn.invalidate()  # its session ends: the sealer's lock, if still held, with it
 
     def sealed(self, txn: UnitOfWork) -> dict[tuple[str, int], Envelope]:
-        """Wait until the sequencer has sealed every event `txn` recorded or returned (woken by
-        its NOTIFY), up to wait_seconds; then StorageError (503): the events are committed and
-        will be sequenced, the answer just cannot say so yet."""
-        wanted = list(dict.fromkeys([(e.stream, e.version) for e in txn.recorded] + txn.awaited))
+        """The sealed envelopes of every event `txn` recorded or returned, once they are in the
+        chain. The writer sequences them itself when no one else is sealing (one batch: its own
+        events and whatever else has committed, as in a group commit); when someone is, it waits
+        for that batch's NOTIFY and looks again. Up to wait_seconds, then StorageError (503):
+        the events are committed and will be sequenced, the answer just cannot say so yet."""
+        wanted = set([(e.stream, e.version) for e in txn.recorded] + txn.awaited)
         if not wanted:
             return {}
-        streams, versions = [w[0] for w in wanted], [w[1] for w in wanted]
-        committed = time.monotonic()
+        beacon, found = self._beacon, {}
+        seen, committed, batch = txn.batch or (beacon.generation, time.monotonic(), None)
         deadline = committed + self.wait_seconds
-        beacon = self._beacon
+        look, turn = bool(txn.awaited), self.run_sequencer and batch is None  # awaited: maybe sealed already
         while True:
-            seen = beacon.generation
-            with self._quick_read() as cur:
-                cur.execute(_SEALED, (streams, versions))
-                rows = cur.fetchall()
-            if len(rows) == len(wanted):
+            if look:
+                found.update(self._read_sealed(wanted - found.keys()))
+            elif turn:
+                with self._driver() as driver:
+                    batch = seal_turn(driver)
+            if batch is not None and batch is not False:  # we were the sealer: ours are in what we
+                # sealed, or someone sealed them before
+                found.update({k: env for k, env in batch.items() if k in wanted})
+                found.update(self._read_sealed(wanted - found.keys()))
+            if not wanted - found.keys():
                 self._lags.extend([time.monotonic() - committed] * len(txn.recorded))
-                return {(r[1], r[2]): Envelope.from_row(r) for r in rows}
+                return found
             left = deadline - time.monotonic()
             if left <= 0:
                 raise errors.StorageError("recorded, but not yet in the chain; it will be sequenced")
-            if self.run_sequencer:
-                self.start_sequencer()
+            self.start_sequencer()
             with beacon.cond:
-                beacon.cond.wait_for(lambda: beacon.generation != seen, timeout=min(left, LEADER_IDLE_SECONDS * 2))
+                beacon.cond.wait_for(lambda: beacon.generation != seen, timeout=min(left, STANDBY_TICK_SECONDS))
+            notes = beacon.since(seen)
+            seen, batch = beacon.generation, None
+            # Look in the chain only if a batch since named one of ours (or did not say what it
+            # held); seal ourselves unless the last batch's sealer said it goes on.
+            look = any(keys is None or not keys.isdisjoint(wanted - found.keys()) for keys, _ in notes)
+            turn = self.run_sequencer and not look and not (notes and notes[-1][1])
+
+    def _read_sealed(self, keys) -> dict[tuple[str, int], Envelope]:
+        if not keys:
+            return {}
+        keys = list(keys)
+        with self._quick_read() as cur:
+            cur.execute(_SEALED, ([k[0] for k in keys], [k[1] for k in keys]))
+            return {(r[1], r[2]): Envelope.from_row(r) for r in cur.fetchall()}
 
     def sequencing_lags(self) -> list[float]:
         """Seconds from each commit to its events seen sealed, one per event this process
@@ -218,19 +262,21 @@ class PostgresStore(EventStore):
         return lags
 
     def wait_sequenced(self, timeout: float | None = None) -> None:
-        """Wait until no committed event is left unsequenced (rebuild, tests, shutdown)."""
+        """Seal, or wait for, every committed unsequenced event (rebuild, tests, shutdown)."""
         deadline = time.monotonic() + (self.wait_seconds if timeout is None else timeout)
         while True:
             seen = self._beacon.generation
-            with self._quick_read() as cur:
-                cur.execute("SELECT 1 FROM events WHERE seq IS NULL LIMIT 1")
-                if cur.fetchone() is None:
+            with self._driver() as driver:
+                batch = seal_turn(driver)
+                if batch is not False and \
+                        driver.execute("SELECT 1 FROM events WHERE seq IS NULL LIMIT 1").fetchone() is None:
                     return
             if time.monotonic() > deadline:
                 raise errors.StorageError("events are still waiting to be sequenced")
-            self.start_sequencer()
-            with self._beacon.cond:
-                self._beacon.cond.wait_for(lambda: self._beacon.generation != seen, timeout=LEADER_IDLE_SECONDS * 2)
+            if batch is False:  # someone else is sealing: its NOTIFY, or the next tick
+                self.start_sequencer()
+                with self._beacon.cond:
+                    self._beacon.cond.wait_for(lambda: self._beacon.generation != seen, timeout=STANDBY_TICK_SECONDS)
 
     @contextmanager
     def _writers_held_off(self, now: str):
@@ -252,8 +298,10 @@ class PostgresStore(EventStore):
         raise errors.StorageError("writers kept the chain busy; try the rebuild again")
 
     def start_sequencer(self) -> None:
-        """The sequencer (or its standby) and the listener: one thread per process, started by
-        the first write (a forked worker starts its own)."""
+        """The standby and the listener: one thread per process, started by the first write (a
+        forked worker starts its own). It wakes this process's waiting writers on each sealed
+        batch and, every STANDBY_TICK_SECONDS, seals what no writer sealed (a writer killed
+        between its commit and its seal)."""
         if self._background is not None and self._background_pid == os.getpid() and self._background.is_alive():
             return
         with self._background_lock:
@@ -293,6 +341,27 @@ class PostgresStore(EventStore):
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT", ledger_write=True) as conn:
             yield conn, conn.connection.driver_connection.cursor()
 
+    @contextmanager
+    def _driver(self):
+        """A pooled driver connection in autocommit mode (seal_turn sends its own BEGIN). One
+        that failed is dropped, not pooled: its session ends, with any lock it still held."""
+        with self._driver_errors():
+            raw = self.engine.raw_connection()
+        driver = raw.driver_connection
+        try:
+            driver.autocommit = True
+            with self._driver_errors():
+                try:
+                    yield driver
+                except BaseException:
+                    raw.invalidate()
+                    raise
+        finally:
+            try:
+                driver.autocommit = False
+            finally:
+                raw.close()
+
     # -- reads ---------------------------------------------------------------------------------
     @contextmanager
     def _quick_read(self):
@@ -321,107 +390,188 @@ class PostgresStore(EventStore):
 
 
 class _Beacon:
-    """Wake-ups from the background thread to the writers waiting for their seqs."""
+    """Wake-ups from the listener thread to this process's writers waiting for their seqs, with
+    what each recent batch said: the keys it sealed (None: it did not say) and whether its
+    sealer goes on with another batch."""
 
     def __init__(self):
         self.cond = threading.Condition()
         self.generation = 0
         self.stop = False
+        self.notes: collections.deque = collections.deque(maxlen=256)
 
-    def bump(self) -> None:
+    def bump(self, note: tuple | None = None) -> None:
         with self.cond:
             self.generation += 1
+            self.notes.append((self.generation, note or (None, False)))
             self.cond.notify_all()
+
+    def since(self, generation: int) -> list[tuple]:
+        """The notes of batches announced after `generation`, oldest first; one that says
+        nothing (None, False) stands for any that are no longer kept."""
+        with self.cond:
+            notes = [n for g, n in self.notes if g > generation]
+            if len(notes) < self.generation - generation:
+                notes.insert(0, (None, False))
+        return notes
+
+
+def _note(payload: str) -> tuple:
+    """(the keys a batch sealed or None, whether its sealer goes on) from its NOTIFY payload."""
+    first, _, keys = payload.partition("\n")
+    more = first.endswith(" +")
+    if keys == "*" or not first:
+        return None, more
+    return frozenset((k.rpartition(" ")[0], int(k.rpartition(" ")[2])) for k in keys.split("\n") if k), more
 
 
 def _background(store_ref, dsn: str, beacon: _Beacon, sequence: bool) -> None:
-    """One connection: LISTEN for sealed batches (and wake the waiting writers); try for the
-    sequencer's lock; while holding it, LISTEN for appends and seal until nothing is left. Ends
-    with the store (a weak reference: a dropped store does not keep a connection open)."""
+    """One connection: LISTEN for sealed batches (and wake this process's waiting writers);
+    every STANDBY_TICK_SECONDS, seal what is committed and unsealed, if no one else is sealing.
+    Ends with the store (a weak reference: a dropped store does not keep a connection open)."""
     import psycopg
-    conn, leader = None, False
+    conn, next_tick = None, 0.0
     while not beacon.stop and store_ref() is not None:
         try:
             if conn is None or conn.closed:
-                conn, leader = psycopg.connect(dsn, autocommit=True), False
+                conn = psycopg.connect(dsn, autocommit=True)
                 conn.execute("LISTEN " + SEQUENCED)
                 beacon.bump()  # a notification may have been missed while disconnected
-            if sequence and not leader:
-                leader = conn.execute("SELECT pg_try_advisory_lock(%s)", (SEQUENCER_LOCK,)).fetchone()[0]
-                if leader:
-                    conn.execute("LISTEN " + APPENDED)
-                    log.info("sequencer active in process %s", os.getpid())
-            while leader and not beacon.stop:
-                sealed = seal_batch(conn)
-                if sealed:
-                    beacon.bump()
-                if sealed < BATCH:  # what commits meanwhile wakes us with its NOTIFY
-                    break
-            wait = LEADER_IDLE_SECONDS if leader else STANDBY_RETRY_SECONDS
-            for note in conn.notifies(timeout=wait, stop_after=1):
+            if sequence and time.monotonic() >= next_tick:
+                batch = seal_turn(conn)
+                if batch:
+                    log.info("standby in process %s sealed %d events no writer had sealed", os.getpid(), len(batch))
+                next_tick = time.monotonic() + STANDBY_TICK_SECONDS
+            wait = max(0.0, next_tick - time.monotonic()) if sequence else STANDBY_TICK_SECONDS
+            for note in conn.notifies(timeout=wait):
                 if note.channel == SEQUENCED:
-                    beacon.bump()
+                    beacon.bump(_note(note.payload))
         except psycopg.Error as exc:
             (log.warning if conn is not None else log.debug)(
                 "sequencer connection lost (%s); reconnecting", exc.__class__.__name__)
             try:
-                conn.close()
+                conn.close()  # its session ends: the sealer's lock, if held, frees
             except Exception:
                 pass
-            conn, leader = None, False
-            time.sleep(STANDBY_RETRY_SECONDS)
+            conn = None
+            time.sleep(STANDBY_TICK_SECONDS)
     if conn is not None:
-        conn.close()  # the session ends: the lock, if held, frees for a standby
+        conn.close()
 
 
-def seal_batch(conn) -> int:
-    """Seal the oldest committed unsequenced events, in one transaction; how many.
+# The sealer's turn. The lock is a session advisory lock, tried without waiting, so a writer
+# never queues behind another's batch (it waits for that batch's NOTIFY instead) and one that is
+# busy costs no round trip of its own: the try rides on the writer's COMMIT string. Head and rows
+# are read only by the lock's holder: each is gated on the transaction-level try of the same
+# key, which a session holding it always passes (PostgreSQL: "regardless of whether the existing
+# lock hold and new request are at session level or transaction level").
+_P = {"lock": SEQUENCER_LOCK, "batch": BATCH}
+_HEAD = ("SELECT seq, hash, recorded_at FROM ledger_head WHERE id = 1 "
+         "AND (SELECT pg_try_advisory_xact_lock(%(lock)s)) FOR UPDATE")
+_ROWS = ("SELECT id, stream, version, type, schema, data, meta, occurred_at, recorded_at "
+         "FROM events WHERE seq IS NULL AND (SELECT pg_try_advisory_xact_lock(%(lock)s)) "
+         "ORDER BY id LIMIT %(batch)s")
+_SEAL_START = [("SELECT pg_try_advisory_lock(%(lock)s)", _P), (_HEAD, _P), (_ROWS, _P)]
+_SEAL_NEXT = [(_HEAD, _P), (_ROWS, _P)]
+_SEAL_END = ("WITH m AS (SELECT %(may_go_on)s AND EXISTS (SELECT 1 FROM events WHERE seq IS NULL) AS more) "
+             "SELECT more, pg_notify(%(channel)s, %(seq)s || CASE WHEN more THEN ' +' ELSE '' END || %(keys)s), "
+             "CASE WHEN more THEN true ELSE pg_advisory_unlock(%(lock)s) END FROM m")
+
+
+def seal_turn(conn, started: list | None = None) -> dict[tuple[str, int], Envelope] | bool:
+    """Seal the oldest committed unsequenced events if no one else is sealing (False then): up
+    to TURN_BATCHES batches while more keep committing, one transaction each; the envelopes
+    sealed, by (stream, version). `started`: the answers of _SEAL_START, sent already.
+
+    Exactly one sealer at a time across every process and host: the holder of the session
+    advisory lock SEQUENCER_LOCK. It lets go inside its last batch's transaction, just before
+    the COMMIT: the next holder's head read (FOR UPDATE) then waits for that COMMIT and its rows,
+    a statement of their own, see every seal of it (READ COMMITTED: a snapshot per statement).
+    A sealer killed mid-batch rolls the batch back and its session's lock frees; the next one
+    redoes it. One round trip per batch once the head and rows are read: the writes, the NOTIFY
+    (its payload names what was sealed and whether the sealer goes on, so that a waiting
+    writer neither reads nor tries for nothing) and the COMMIT.
 
     seq follows the head gap-free, in insertion-id order (see the module's order rule);
     prev_hash and hash by the chain's formula; recorded_at is the writer's time unless the head's
     is later (never back along the chain). The projection and outbox columns the writer could
     only fill with the provisional -version (last_seq, updated_at; causation_seq) are set to the
-    event's seq and final time here. A crash rolls all of it back: the next holder redoes it."""
-    with conn.transaction():
-        seq, prev, last_at = conn.execute(
-            "SELECT seq, hash, recorded_at FROM ledger_head WHERE id = 1 FOR UPDATE").fetchone()
-        rows = conn.execute("SELECT id, stream, version, type, schema, data, meta, occurred_at, recorded_at "
-                            "FROM events WHERE seq IS NULL ORDER BY id LIMIT %s", (BATCH,)).fetchall()
-        if not rows:
-            return 0
-        ids, seqs, prevs, hashes, ats, cids, markers, cid_seqs, cid_ats = ([] for _ in range(9))
-        for id_, stream, version, type_, schema, data, meta, occurred, recorded in rows:
-            seq += 1
-            at = recorded if recorded > last_at else last_at
-            h = link(prev, envelope_text(seq=seq, stream=stream, version=version, type=type_, schema=schema,
-                                         data_json=data, meta_json=meta, occurred_at=occurred,
-                                         recorded_at=at, prev_hash=prev))
-            ids.append(id_), seqs.append(seq), prevs.append(prev), hashes.append(h), ats.append(at)
-            if stream.startswith("connection:"):
-                cids.append(stream[len("connection:"):]), markers.append(-version)
-                cid_seqs.append(seq), cid_ats.append(at)
-            prev, last_at = h, at
-        with conn.pipeline():  # the writes below in one round trip, not one each
-            _seal_writes(conn, (ids, seqs, prevs, hashes, ats), (cids, markers, cid_seqs, cid_ats), (seq, prev, last_at))
-    return len(rows)
+    event's seq and final time here."""
+    got, head, rows = started if started is not None else send_driver(conn, _SEAL_START)
+    if not got or not got[0][0]:
+        return False
+    sealed: dict[tuple[str, int], Envelope] = {}
+    held = True
+    try:
+        for turn in range(TURN_BATCHES):
+            if not rows:
+                break
+            batch, held = _seal_one(conn, head[0], rows, may_go_on=turn < TURN_BATCHES - 1)
+            sealed.update(batch)
+            if not held:
+                break
+            head, rows = send_driver(conn, _SEAL_NEXT)
+    except BaseException:
+        _rollback(conn)
+        raise
+    finally:
+        if held:  # nothing (more) to seal, or a failure: let go (a failure to do so ends the session)
+            send_driver(conn, [("SELECT pg_advisory_unlock(%(lock)s)", _P)])
+    return sealed
 
 
-def _seal_writes(conn, sealed, touched, head) -> None:
+def _seal_one(conn, head: tuple, rows: list, may_go_on: bool) -> tuple[dict, bool]:
+    """One batch in one transaction; (what it sealed, whether the lock is still held)."""
+    seq, prev, last_at = head
+    sealed: dict[tuple[str, int], Envelope] = {}
+    ids, seqs, prevs, hashes, ats, cids, markers, cid_seqs, cid_ats = ([] for _ in range(9))
+    for id_, stream, version, type_, schema, data, meta, occurred, recorded in rows:
+        seq += 1
+        at = recorded if recorded > last_at else last_at
+        h = link(prev, envelope_text(seq=seq, stream=stream, version=version, type=type_, schema=schema,
+                                     data_json=data, meta_json=meta, occurred_at=occurred,
+                                     recorded_at=at, prev_hash=prev))
+        sealed[(stream, version)] = Envelope.from_row((seq, stream, version, type_, schema, data, meta,
+                                                       occurred, at, prev, h))
+        ids.append(id_), seqs.append(seq), prevs.append(prev), hashes.append(h), ats.append(at)
+        if stream.startswith("connection:"):
+            cids.append(stream[len("connection:"):]), markers.append(-version)
+            cid_seqs.append(seq), cid_ats.append(at)
+        prev, last_at = h, at
+    keys = "\n".join(f"{stream} {version}" for stream, version in sealed)
+    end = dict(_P, may_go_on=may_go_on, channel=SEQUENCED, seq=str(seq),
+               keys="\n" + (keys if len(keys) < NOTE_BYTES else "*"))
+    answers = send_driver(conn, ["BEGIN"] + _seal_writes((ids, seqs, prevs, hashes, ats),
+                                                         (cids, markers, cid_seqs, cid_ats), (seq, prev, last_at))
+                          + [(_SEAL_END, end), "COMMIT"])
+    return sealed, bool(answers[-2][0][0])
+
+
+def _seal_writes(sealed, touched, head) -> list:
     ids, seqs, prevs, hashes, ats = sealed
     cids, markers, cid_seqs, cid_ats = touched
     seq, prev, last_at = head
-    conn.execute("UPDATE events e SET seq = v.seq, prev_hash = v.prev, hash = v.hash, recorded_at = v.at "
-                 "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[]) "
-                 "AS v(id, seq, prev, hash, at) WHERE e.id = v.id", (ids, seqs, prevs, hashes, ats))
+    statements = [("UPDATE events e SET seq = v.seq, prev_hash = v.prev, hash = v.hash, recorded_at = v.at "
+                   "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[]) "
+                   "AS v(id, seq, prev, hash, at) WHERE e.id = v.id", (ids, seqs, prevs, hashes, ats))]
     if cids:
         # Row locks in connection_id order, as writers take theirs: no deadlock between us.
-        conn.execute("SELECT 1 FROM connections WHERE connection_id = ANY(%s) ORDER BY connection_id FOR UPDATE",
-                     (sorted(set(cids)),))
-        conn.execute("UPDATE connections c SET last_seq = v.seq, updated_at = v.at "
-                     "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) AS v(cid, marker, seq, at) "
-                     "WHERE c.connection_id = v.cid AND c.last_seq = v.marker", (cids, markers, cid_seqs, cid_ats))
-        conn.execute("UPDATE outbox o SET causation_seq = v.seq "
-                     "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS v(cid, marker, seq) "
-                     "WHERE o.connection_id = v.cid AND o.causation_seq = v.marker", (cids, markers, cid_seqs))
-    conn.execute("UPDATE ledger_head SET seq = %s, hash = %s, recorded_at = %s WHERE id = 1", (seq, prev, last_at))
-    conn.execute("SELECT pg_notify(%s, %s)", (SEQUENCED, str(seq)))
+        statements += [
+            ("SELECT 1 FROM connections WHERE connection_id = ANY(%s) ORDER BY connection_id FOR UPDATE",
+             (sorted(set(cids)),)),
+            ("UPDATE connections c SET last_seq = v.seq, updated_at = v.at "
+             "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) AS v(cid, marker, seq, at) "
+             "WHERE c.connection_id = v.cid AND c.last_seq = v.marker", (cids, markers, cid_seqs, cid_ats)),
+            ("UPDATE outbox o SET causation_seq = v.seq "
+             "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS v(cid, marker, seq) "
+             "WHERE o.connection_id = v.cid AND o.causation_seq = v.marker", (cids, markers, cid_seqs))]
+    statements.append(("UPDATE ledger_head SET seq = %s, hash = %s, recorded_at = %s WHERE id = 1", (seq, prev, last_at)))
+    return statements
+
+
+def _rollback(conn) -> None:
+    try:
+        if not conn.closed and conn.info.transaction_status != PG_IDLE:
+            conn.execute("ROLLBACK")
+    except Exception:
+        pass

@@ -68,6 +68,9 @@ class UnitOfWork:
     inline: bool = True
     awaited: list = field(default_factory=list)     # (stream, version) of earlier results returned
     sealed: dict = field(default_factory=dict)      # after commit: (stream, version) -> sealed Envelope
+    batch: tuple | None = None                      # PostgreSQL: (the feed's generation before, when it
+                                                    # committed, what the writer's own seal after commit
+                                                    # sealed, or False if another sealer was at work)
     recorded: list = field(default_factory=list)
     _states: dict = field(default_factory=dict)     # connection_id -> ConnectionState | None
     _stored: dict = field(default_factory=dict)     # connection_id -> the row as the database has it

@@ -86,9 +86,7 @@ def _well_formed(url: str, ledger) -> None:
 
 def test_a_writer_killed_after_its_commit_still_gets_its_events_sequenced(pg, pg_ledger):
     pg_ledger.append("before", [NewEvent("test.appended", {"i": 0})])
-    pg_ledger.store.close()
-    _until(lambda: _sequencer_holder(pg) == [], "the test's own sequencer to let go")
-    # No sequencer anywhere while we hold its lock: the writer commits, then waits for its seq.
+    # No one can seal while we hold the sealer's lock: the writer commits, then waits for its seq.
     with psycopg.connect(_dsn(pg), autocommit=True) as blocker:
         assert blocker.execute("SELECT pg_try_advisory_lock(%s)", (SEQUENCER_LOCK,)).fetchone()[0]
         writer = _appender(pg, "killed", 1)
@@ -97,43 +95,45 @@ def test_a_writer_killed_after_its_commit_still_gets_its_events_sequenced(pg, pg
         assert _sql(pg, "SELECT seq FROM events WHERE stream = 'killed'") == [(None,)]
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
-    # The lock is free again: this process's sequencer takes it and seals the orphaned event.
+    # The lock is free again: this process seals the orphaned event.
     pg_ledger.store.wait_sequenced(timeout=60)
     assert [e.version for e in pg_ledger.read_stream("killed")] == [1]
     assert [r[1] for r in _chain(pg)] == ["before", "killed"]
     _well_formed(pg, pg_ledger)
 
 
-def test_a_sequencer_killed_mid_batch_loses_nothing_and_a_standby_takes_over(pg, pg_ledger):
+def test_a_sealer_killed_mid_batch_loses_nothing_and_a_standby_process_takes_over(pg, pg_ledger):
     for i in range(3):
         pg_ledger.append(f"connection:ca_{i}", [NewEvent("test.appended", {"i": i})])
     sealed_before = _chain(pg)
-    pg_ledger.store.close()  # this process steps aside: the sequencer below is the only one
-    _until(lambda: _sequencer_holder(pg) == [], "the test's own sequencer to let go")
-    sequencer = subprocess.Popen([sys.executable, "-m", "tests.support.sequencer", pg], cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pg_ledger.store.close()  # this process seals nothing more: the standby below is the only one
+    standby = subprocess.Popen([sys.executable, "-m", "tests.support.sequencer", pg], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _until(lambda: len(_sequencer_holder(pg)) == 1, "the sequencer process to take the lock")
+        assert standby.stdout.readline().strip() == "started"
         # An owed action for the next event of ca_9 (causation = -version until sealed): while we
-        # hold its row, the sequencer's batch stops at sealing it, its events already numbered.
+        # hold its row, the writer sealing its own batch stops there, its events already numbered.
         _sql(pg, "INSERT INTO outbox (id, connection_id, action, status, not_before, attempts, causation_seq, "
                  "created_at, updated_at) VALUES ('act_t', 'ca_9', 'disable', 'pending', '', 0, -1, '', '')")
         with psycopg.connect(_dsn(pg)) as holder:
             holder.execute("SELECT * FROM outbox WHERE id = 'act_t' FOR UPDATE")
-            writer = _appender(pg, "connection:ca_9", 1)  # its own sequencer stands by
+            writer = _appender(pg, "connection:ca_9", 1)
             _until(lambda: _sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                              "AND datname = current_database() AND query LIKE 'UPDATE outbox%%'") == [(1,)], "the batch to reach the outbox")
-            assert _sql(pg, "SELECT count(*) FROM events WHERE seq IS NULL") == [(1,)]  # not committed
-            sequencer.send_signal(signal.SIGKILL)
-            sequencer.wait()
+                                    "AND datname = current_database() AND query LIKE '%%UPDATE outbox%%'") == [(1,)],
+                   "the writer's batch to reach the outbox")
+            assert _sql(pg, "SELECT count(*) FROM events WHERE seq IS NULL") == [(1,)]  # the seal not committed
+            assert len(_sequencer_holder(pg)) == 1                                     # the writer is sealing
+            os.kill(writer.pid, signal.SIGKILL)   # after its commit, in the middle of its seal
+            writer.wait()
             holder.rollback()
-        out, err = writer.communicate(timeout=120)  # sealed by the standby in the writer's process
-        assert writer.returncode == 0, err
-        assert json.loads(out.strip().splitlines()[-1]) == {"won": 1, "lost": 0}
+        # Only the standby process is left to seal the orphaned event.
+        _until(lambda: _sql(pg, "SELECT count(*) FROM events WHERE seq IS NULL") == [(0,)],
+               "the standby process to seal the orphaned event")
+        assert standby.poll() is None
     finally:
-        if sequencer.poll() is None:
-            sequencer.kill()
-            sequencer.wait()
+        if standby.poll() is None:
+            standby.kill()
+            standby.wait()
     chain = _chain(pg)
     assert chain[:len(sealed_before)] == sealed_before          # nothing rewritten, no fork
     assert [r[1] for r in chain] == ["connection:ca_0", "connection:ca_1", "connection:ca_2", "connection:ca_9"]
