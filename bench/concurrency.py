@@ -193,7 +193,7 @@ class Pool:
 
     def __init__(self, variant: str, backend: str, where: str, size: int, index_base: int):
         ctx = mp.get_context("spawn")  # a clean interpreter: nothing inherited from the bench's own pools
-        self.variant, self.procs, self.conns = variant, [], []
+        self.variant, self.backend, self.procs, self.conns = variant, backend, [], []
         for k in range(size):
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_writer_main, args=(child, variant, backend, where,
@@ -214,6 +214,7 @@ class Pool:
 
     def round(self, n: int, seconds: float) -> dict:
         start_at = time.time() + 0.5
+        cpu_before = _cpu_seconds(self.procs[:n], self.backend)
         for c in self.conns[:n]:
             c.send(("go", start_at, seconds))
         results = []
@@ -227,6 +228,13 @@ class Pool:
         lat = sorted(x for r in results for x in r["latencies"])
         out = {"value": sum(r["commits"] for r in results) / seconds,
                "p50_ms": _pct(lat, 50) * 1000, "p99_ms": _pct(lat, 99) * 1000}
+        # Where the time goes: CPU per commit in the writer processes and in the database server
+        # (every postgres process, WAL writer included; none for SQLite), over the whole round
+        # with its wind-up and wind-down, so a little high for both alike.
+        cpu_after, commits = _cpu_seconds(self.procs[:n], self.backend), max(1, sum(r["commits"] for r in results))
+        if cpu_before and cpu_after:
+            out["client_cpu_ms"] = (cpu_after[0] - cpu_before[0]) / commits * 1000
+            out["server_cpu_ms"] = (cpu_after[1] - cpu_before[1]) / commits * 1000
         lags = [r["lags"] for r in results]
         if all(x is not None for x in lags):
             flat = sorted(x for r in lags for x in r)
@@ -245,6 +253,27 @@ class Pool:
             if p.is_alive():
                 p.terminate()
                 p.join(5)
+
+
+def _cpu_seconds(procs, backend: str) -> tuple[float, float] | None:
+    """(user + system CPU seconds of the writer processes, of the PostgreSQL server's processes)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+
+    def used(ps) -> float:
+        total = 0.0
+        for p in ps:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+    writers = [psutil.Process(p.pid) for p in procs]
+    server = [p for p in psutil.process_iter(["name"]) if backend == "postgresql" and (p.info["name"] or "").startswith("postgres")]
+    return used(writers), used(server)
 
 
 def _pct(sorted_values: list[float], p: float) -> float:
@@ -342,6 +371,10 @@ def _annotate(f: Figure) -> None:
         parts.append(f"ours/bare {ours / bare:.2f}x")
     if ours and peer:
         parts.append(f"ours/peer {ours / peer:.2f}x")
+    cpu = [f"{k} {f.median(k, 'client_cpu_ms'):.2f} + {f.median(k, 'server_cpu_ms'):.2f}" for k in ("ours", "bare", "peer")
+           if f.median(k, "client_cpu_ms") is not None and f.median(k, "server_cpu_ms") is not None]
+    if cpu:
+        parts.append("CPU ms per commit, writers + server: " + ", ".join(cpu))
     lag50, lag99 = f.median("ours", "lag_p50_ms"), f.median("ours", "lag_p99_ms")
     parts.append(f"sequencing lag p50 {lag50:.1f} ms, p99 {lag99:.1f} ms" if lag99 is not None else
                  "sequencing lag " + NO_LAG)

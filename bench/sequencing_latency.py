@@ -1,5 +1,5 @@
 """What sequencing after commit adds to one append, on one writer: the time from the call to
-the answer (p50/p99), and on PostgreSQL the share spent waiting for the sequencer after commit.
+the answer (p50/p99), and on PostgreSQL the share from the commit to its events in the chain (store.sequencing_lags).
 
 python -m bench.sequencing_latency URL [COUNT]     (runs against an empty, migrated database)
 """
@@ -22,19 +22,10 @@ def main() -> None:
     from ledger.service import Ledger
     store = open_store(make_engine(url))
     ledger = Ledger(store)
-    waits: list[float] = []
-    sealed = getattr(store, "sealed", None)
-    if sealed is not None and hasattr(store, "wait_seconds"):
-        def timed(txn):
-            t = time.perf_counter()
-            try:
-                return sealed(txn)
-            finally:
-                waits.append(time.perf_counter() - t)
-        store.sealed = timed
     for i in range(50):  # warm-up: pool, prepared statements, the sequencer's lock
         ledger.append(f"warm:{i}", [NewEvent("bench.appended", {"i": i})])
-    waits.clear()
+    lags = getattr(store, "sequencing_lags", lambda: None)
+    lags()
     took = []
     for i in range(count):
         t = time.perf_counter()
@@ -42,6 +33,7 @@ def main() -> None:
         took.append(time.perf_counter() - t)
     q = statistics.quantiles(took, n=100)
     line = f"{store.engine.dialect.name}: append p50 {q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms, {count / sum(took):.0f}/s"
+    waits = lags()
     if waits:
         w = statistics.quantiles(waits, n=100)
         line += f"; of which commit -> sealed p50 {w[49] * 1e3:.2f} ms, p99 {w[98] * 1e3:.2f} ms"
