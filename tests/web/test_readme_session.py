@@ -36,9 +36,10 @@ def readme_block(heading: str) -> str:
 
 
 def with_ports(block: str, ports: dict[int, int]) -> str:
+    """Every port number of the block (in a URL, `-b`, `--port`) replaced by a free one."""
     for written, free in ports.items():
-        assert f"127.0.0.1:{written}" in block, f"the block no longer names 127.0.0.1:{written}"
-        block = block.replace(f"127.0.0.1:{written}", f"127.0.0.1:{free}")
+        block, n = re.subn(rf"(?<![0-9]){written}(?![0-9])", str(free), block)
+        assert n, f"the block no longer names port {written}"
     return block
 
 
@@ -147,3 +148,23 @@ def test_the_sandbox_session_of_the_readme_gives_what_its_comments_say(repo_copy
     # It all happened in the copy: the export, and the sandbox's key in the copy's instance/.
     assert (repo_copy / "ledger.ndjson").is_file()
     assert (repo_copy / "instance" / "dev-signing-key.pem").is_file()
+
+
+def test_the_production_recipe_of_the_readme_answers_the_first_request(repo_copy):
+    port, composio_port = ps.free_port(), ps.free_port()
+    block = with_ports(readme_block("Production, and trying it locally"), {8000: port, 5001: composio_port})
+    out, err = repo_copy / "recipe.out", repo_copy / "recipe.err"
+    # The recipe leaves the stand-in Composio and gunicorn running in the background: its output
+    # goes to files (a pipe would stay open as long as they run), and its process group is
+    # stopped at the end, both of them with it.
+    with out.open("w") as stdout, err.open("w") as stderr:
+        recipe = subprocess.Popen(["bash", "-euo", "pipefail", "-c", block], cwd=repo_copy, env=ps.clean_env(),
+                                  stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        returncode = recipe.wait(HANG_SECONDS)
+    finally:
+        _stop_group(recipe.pid, (port, composio_port))
+    assert returncode == 0, f"{out.read_text()}\n{err.read_text()}"
+    lines = [line for line in out.read_text().splitlines() if line.strip()]
+    assert json.loads(lines[-1])["data"] == []
+    assert (repo_copy / "instance" / "production-try.db").is_file()
