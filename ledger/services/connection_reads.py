@@ -174,7 +174,9 @@ class ConnectionReads:
         """`pending` is every required toolkit not ACTIVE (a frontend offers Connect for each);
         `initiated` (OAuth under way) and `missing` (nothing usable) split it finer."""
         mine = self.list(caller)
-        wanted = [t.lower() for t in toolkits]
+        # Toolkit slugs are case-insensitive: "notion" and "NOTION" are one toolkit, named once
+        # (in the order first asked), or a frontend would offer Connect for it twice.
+        wanted = list(dict.fromkeys(t.lower() for t in toolkits))
         active = {c.toolkit for c in mine if c.status == "ACTIVE"}
         started = {c.toolkit for c in mine if c.status in ("INITIATED", "INITIALIZING")} - active
         return Preflight(connected=tuple(t for t in wanted if t in active),

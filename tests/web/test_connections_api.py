@@ -60,6 +60,15 @@ def test_list_filters_by_status_and_toolkit_and_preflight_tells_what_is_ready(cl
                    "missing": ["slack"], "allReady": False}, "pending is every required toolkit not ACTIVE"
 
 
+def test_preflight_names_each_toolkit_once_however_often_and_in_whatever_case_it_is_asked(client, auth, composio):
+    _start(client, auth, toolkit="notion", credentials={"api_key": "k"})
+    _start(client, auth, toolkit="github")
+    toolkits = ["notion", "NOTION", "slack", "github", "Slack", "GitHub", "notion"]
+    pre = client.post("/api/connections/preflight", json={"toolkits": toolkits}, headers=auth.user("alice")).json
+    assert pre == {"connected": ["notion"], "pending": ["slack", "github"], "initiated": ["github"],
+                   "missing": ["slack"], "allReady": False}, "each once, in the order first asked"
+
+
 def test_a_never_seen_connection_of_mine_is_observed_and_one_of_someone_else_is_404(client, auth, app, composio):
     mine = composio.add_account("alice", "gmail", status="ACTIVE")
     theirs = composio.add_account("bob", "gmail", status="ACTIVE")
