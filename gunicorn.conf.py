@@ -22,13 +22,15 @@ limit_request_field_size = 65536
 limit_request_fields = 100
 # -- end of start-up check and request limits ---------------------------------------------------
 
-# -- workers (measured: bench/results/concurrency-before-sequencer.md, bench/results/fanout.md) ------
+# -- workers (measured: bench/results/concurrency-writer-seals.md, bench/results/fanout.md) ---------
 # gthread: a request waiting on I/O (Composio, the sequencer's seal, a live SSE stream or ?wait)
 # holds one thread, not a whole worker. Sync workers carried half the webhooks of gthread at 32
 # connections, and one SSE client would take a sync worker for its whole life. 320 threads a
 # worker held 500 idle streams on two workers with a third to spare; a busy worker's CPU work
-# still runs one thread at a time, so more threads cost memory, not throughput. gevent measured
-# worst (it would also need every driver monkey-patched).
+# still runs one thread at a time, so more threads cost memory, not throughput. gevent workers
+# answered no webhook at all on PostgreSQL (before the writer seals: worker timeouts), so they
+# are not a supported setup (bench/results/concurrency-writer-seals.md; the cause, something
+# in the storage's threads or psycopg blocking the hub, is not tracked down).
 import os as _os
 
 workers = int(_os.environ.get("WEB_CONCURRENCY", "2"))   # about one per core
