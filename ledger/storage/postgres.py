@@ -138,6 +138,7 @@ SEQUENCED = "ledger_sequenced"    # NOTIFY of each sealed batch; payload: head s
 BATCH = 2000                      # events sealed per sequencer transaction at most
 TURN_BATCHES = 4                  # batches one sealer seals in a row while more keep committing
 STANDBY_TICK_SECONDS = 0.5        # how often each process's standby looks for committed, unsealed events
+RETRY_FIRST_SECONDS = 0.005       # a writer that missed the lock looks again this soon, then twice as late
 SEQUENCER_WAIT_SECONDS = 30.0     # how long a request waits for its events to be sealed (then 503: committed, sealed later)
 NOTE_BYTES = 7000                 # a NOTIFY payload holds under 8000 bytes: past this, "*" (everything)
 
@@ -220,6 +221,9 @@ class PostgresStore(EventStore):
         seen, committed, batch = txn.batch or (beacon.generation, time.monotonic(), None)
         deadline = committed + self.wait_seconds
         look, turn = bool(txn.awaited), self.run_sequencer and batch is None  # awaited: maybe sealed already
+        # A sealer that found nothing to seal announces nothing: a writer that missed the lock
+        # to it would wait for a NOTIFY that never comes. So it looks again soon, then less often.
+        retry = RETRY_FIRST_SECONDS
         while True:
             if look:
                 found.update(self._read_sealed(wanted - found.keys()))
@@ -238,7 +242,8 @@ class PostgresStore(EventStore):
                 raise errors.StorageError("recorded, but not yet in the chain; it will be sequenced")
             self.start_sequencer()
             with beacon.cond:
-                beacon.cond.wait_for(lambda: beacon.generation != seen, timeout=min(left, STANDBY_TICK_SECONDS))
+                beacon.cond.wait_for(lambda: beacon.generation != seen, timeout=min(left, retry))
+            retry = min(retry * 2, STANDBY_TICK_SECONDS)
             notes = beacon.since(seen)
             seen, batch = beacon.generation, None
             # Look in the chain only if a batch since named one of ours (or did not say what it
@@ -438,7 +443,10 @@ def _background(store_ref, dsn: str, beacon: _Beacon, sequence: bool) -> None:
                 conn.execute("LISTEN " + SEQUENCED)
                 beacon.bump()  # a notification may have been missed while disconnected
             if sequence and time.monotonic() >= next_tick:
-                batch = seal_turn(conn)
+                # Only when something waits: an idle standby holding the lock for nothing would
+                # make a writer that tries just then wait for a NOTIFY that never comes.
+                waiting = conn.execute("SELECT 1 FROM events WHERE seq IS NULL LIMIT 1").fetchone()
+                batch = seal_turn(conn) if waiting else None
                 if batch:  # under load: waiting writers' events, taken in their stead
                     log.debug("standby in process %s sealed %d events", os.getpid(), len(batch))
                 next_tick = time.monotonic() + STANDBY_TICK_SECONDS
