@@ -151,10 +151,9 @@ class PostgresStore(EventStore):
     """The ledger on PostgreSQL: writers commit side by side, a sequencer seals the chain."""
     PARAMSTYLE = "pyformat"
 
-    def __init__(self, engine: Engine, *, wait_seconds: float = SEQUENCER_WAIT_SECONDS, sequencer: bool = True):
+    def __init__(self, engine: Engine, *, wait_seconds: float = SEQUENCER_WAIT_SECONDS):
         super().__init__(engine)
         self.wait_seconds = wait_seconds
-        self.run_sequencer = sequencer  # False: this process only waits (another one sequences)
         self._beacon = _Beacon()
         self._background: threading.Thread | None = None
         self._background_pid: int | None = None
@@ -196,7 +195,7 @@ class PostgresStore(EventStore):
         held through the commit's flush), which would undo the group commit writers share."""
         cur = Gather(txn.conn.connection.driver_connection)
         txn.flush(cur)
-        seal = bool(txn.recorded) and self.run_sequencer
+        seal = bool(txn.recorded)
         seen = self._beacon.generation  # a batch announced from now on may hold our events
         answers = send_pg(txn.conn, cur.statements + ["COMMIT"] + (_SEAL_START if seal else []))
         if seal:
@@ -220,7 +219,7 @@ class PostgresStore(EventStore):
         beacon, found = self._beacon, {}
         seen, committed, batch = txn.batch or (beacon.generation, time.monotonic(), None)
         deadline = committed + self.wait_seconds
-        look, turn = bool(txn.awaited), self.run_sequencer and batch is None  # awaited: maybe sealed already
+        look, turn = bool(txn.awaited), batch is None  # awaited: maybe sealed already
         # A sealer that found nothing to seal announces nothing: a writer that missed the lock
         # to it would wait for a NOTIFY that never comes. So it looks again soon, then less often.
         retry = RETRY_FIRST_SECONDS
@@ -249,7 +248,7 @@ class PostgresStore(EventStore):
             # Look in the chain only if a batch since named one of ours (or did not say what it
             # held); seal ourselves unless the last batch's sealer said it goes on.
             look = any(keys is None or not keys.isdisjoint(wanted - found.keys()) for keys, _ in notes)
-            turn = self.run_sequencer and not look and not (notes and notes[-1][1])
+            turn = not look and not (notes and notes[-1][1])
 
     def _read_sealed(self, keys) -> dict[tuple[str, int], Envelope]:
         if not keys:
@@ -316,7 +315,7 @@ class PostgresStore(EventStore):
                 self._beacon = _Beacon()  # closed before, or inherited by a fork: a fresh one
             dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._background = threading.Thread(target=_background, name="ledger-sequencer", daemon=True,
-                                                args=(weakref.ref(self), dsn, self._beacon, self.run_sequencer))
+                                                args=(weakref.ref(self), dsn, self._beacon))
             self._background_pid = os.getpid()
             self._background.start()
 
@@ -430,7 +429,7 @@ def _note(payload: str) -> tuple:
     return frozenset((k.rpartition(" ")[0], int(k.rpartition(" ")[2])) for k in keys.split("\n") if k), more
 
 
-def _background(store_ref, dsn: str, beacon: _Beacon, sequence: bool) -> None:
+def _background(store_ref, dsn: str, beacon: _Beacon) -> None:
     """One connection: LISTEN for sealed batches (and wake this process's waiting writers);
     every STANDBY_TICK_SECONDS, seal what is committed and unsealed, if no one else is sealing.
     Ends with the store (a weak reference: a dropped store does not keep a connection open)."""
@@ -442,7 +441,7 @@ def _background(store_ref, dsn: str, beacon: _Beacon, sequence: bool) -> None:
                 conn = psycopg.connect(dsn, autocommit=True)
                 conn.execute("LISTEN " + SEQUENCED)
                 beacon.bump()  # a notification may have been missed while disconnected
-            if sequence and time.monotonic() >= next_tick:
+            if time.monotonic() >= next_tick:
                 # Only when something waits: an idle standby holding the lock for nothing would
                 # make a writer that tries just then wait for a NOTIFY that never comes.
                 waiting = conn.execute("SELECT 1 FROM events WHERE seq IS NULL LIMIT 1").fetchone()
@@ -450,7 +449,7 @@ def _background(store_ref, dsn: str, beacon: _Beacon, sequence: bool) -> None:
                 if batch:  # under load: waiting writers' events, taken in their stead
                     log.debug("standby in process %s sealed %d events", os.getpid(), len(batch))
                 next_tick = time.monotonic() + STANDBY_TICK_SECONDS
-            wait = max(0.0, next_tick - time.monotonic()) if sequence else STANDBY_TICK_SECONDS
+            wait = max(0.0, next_tick - time.monotonic())
             for note in conn.notifies(timeout=wait):
                 if note.channel == SEQUENCED:
                     beacon.bump(_note(note.payload))
