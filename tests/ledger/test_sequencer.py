@@ -153,3 +153,36 @@ def test_many_writer_processes_at_once_give_a_gap_free_chain_in_stream_order(pg,
     assert won + sum(r["lost"] for r in results) == 240
     assert len(_chain(pg)) == won
     _well_formed(pg, pg_ledger)
+
+
+def test_a_writer_whose_connection_the_database_drops_mid_seal_still_answers_with_its_event_in_the_chain(pg, pg_ledger):
+    import threading
+    pg_ledger.append("connection:ca_0", [NewEvent("test.appended", {"i": 0})])
+    _sql(pg, "INSERT INTO outbox (id, connection_id, action, status, not_before, attempts, causation_seq, "
+             "created_at, updated_at) VALUES ('act_t', 'ca_5', 'disable', 'pending', '', 0, -1, '', '')")
+    answer: dict = {}
+
+    def write():
+        try:
+            answer["events"] = pg_ledger.append("connection:ca_5", [NewEvent("test.appended", {"i": 5})])
+        except Exception as exc:  # the assertion below names it
+            answer["error"] = exc
+
+    with psycopg.connect(_dsn(pg)) as holder:
+        holder.execute("SELECT * FROM outbox WHERE id = 'act_t' FOR UPDATE")
+        writer = threading.Thread(target=write)
+        writer.start()
+        waiting = "wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%%UPDATE outbox%%'"
+        _until(lambda: _sql(pg, f"SELECT count(*) FROM pg_stat_activity WHERE {waiting}") == [(1,)],
+               "the writer's seal to reach the outbox")
+        # The database ends the sealing session: committed event, rolled-back seal, lock freed.
+        assert _sql(pg, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {waiting}") == [(True,)]
+        _until(lambda: _sql(pg, f"SELECT count(*) FROM pg_stat_activity WHERE {waiting}") == [(1,)],
+               "the writer to seal again on a new connection")
+        holder.rollback()
+    writer.join(timeout=120)
+    assert "error" not in answer, answer.get("error")
+    (event,) = answer["events"]
+    assert (event.seq, event.stream, event.version) == (2, "connection:ca_5", 1) and event.hash
+    assert _sql(pg, "SELECT causation_seq FROM outbox WHERE id = 'act_t'") == [(2,)]
+    _well_formed(pg, pg_ledger)
