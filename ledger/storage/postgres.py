@@ -347,8 +347,9 @@ class PostgresStore(EventStore):
 
     @contextmanager
     def _driver(self):
-        """A pooled driver connection in autocommit mode (seal_turn sends its own BEGIN). One
-        that failed is dropped, not pooled: its session ends, with any lock it still held."""
+        """A pooled driver connection in autocommit mode: one round trip per statement (psycopg
+        would otherwise send BEGIN and ROLLBACK around a read; seal_turn sends its own BEGIN).
+        One that failed is dropped, not pooled: its session ends, with any lock it still held."""
         with self._driver_errors():
             raw = self.engine.raw_connection()
         driver = raw.driver_connection
@@ -362,27 +363,16 @@ class PostgresStore(EventStore):
                     raise
         finally:
             try:
-                driver.autocommit = False
+                if not driver.closed:
+                    driver.autocommit = False
             finally:
                 raw.close()
 
     # -- reads ---------------------------------------------------------------------------------
     @contextmanager
     def _quick_read(self):
-        """A pooled connection in autocommit mode for the statement (psycopg would otherwise send
-        BEGIN and ROLLBACK: two round trips)."""
-        with self._driver_errors():
-            raw = self.engine.raw_connection()
-        driver = raw.driver_connection
-        try:
-            driver.autocommit = True
-            with self._driver_errors():
-                yield driver.cursor()
-        finally:
-            try:
-                driver.autocommit = False
-            finally:
-                raw.close()
+        with self._driver() as driver:
+            yield driver.cursor()
 
     def _scan(self, driver, statement: str, params: dict, page: int) -> Iterator[tuple]:
         cur = driver.cursor(name="ledger_scan_" + uuid.uuid4().hex[:12])
